@@ -1,0 +1,1 @@
+"""driftbench: configs, data, sampling, metrics, run records and reports around ``methods``."""

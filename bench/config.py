@@ -1,0 +1,183 @@
+"""Compose and validate a run's configuration before anything runs.
+
+Hydra composes ``bench/conf``; every section is then checked against its typed schema (the dataclass of
+the chosen method, backbone, dataset, and of the harness and evaluation), and every evaluation point
+against what the method can do. Any problem is a ``ConfigError`` whose message is one line naming the
+key and the valid choices, raised before training starts and before anything is written.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from itertools import product
+from typing import Any
+
+from hydra import compose, initialize_config_module
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.data import dataset_entry
+from bench.metrics import check_metrics, default_metrics, metric_names
+from methods.base import NFEError
+from methods.harness.dist import env_rank_world, select_device
+from methods.harness.trainer import TrainConfig
+from methods.registry import backbone_class, method_class
+
+CONF_MODULE = "bench.conf"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line that says what to fix."""
+
+
+@dataclass
+class EvalConfig:
+    nfe: list[int] | None = None
+    guidance: list[float] = field(default_factory=lambda: [1.0])
+    num_samples: int = 2500
+    batch_size: int = 2500
+    weights: list[str] = field(default_factory=lambda: ["ema_0.99"])
+    metrics: list[str] | None = None
+    seed: int = 1_000_000
+    latency_repeats: int = 5
+
+
+@dataclass
+class TopConfig:
+    seed: int = 0
+    tag: str | None = None
+    device: str = "auto"
+    results_dir: str = "results"
+
+
+@dataclass
+class RunSpec:
+    """A validated run: typed sections, built method and data, and the evaluation points."""
+
+    config: dict                       # resolved config as plain data (stored in the record)
+    run_id: str
+    top: TopConfig
+    method: Any
+    model: dict
+    data: Any
+    train: TrainConfig
+    eval: EvalConfig
+    points: list[tuple[str, int, float]]
+    metrics: list[str]
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """The override lists of every job of a ``-m`` sweep (``a=1,2 b=x,y`` gives four jobs)."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException as e:
+        raise ConfigError(f"cannot parse overrides {overrides}: {str(e).splitlines()[0]}") from None
+    choices = []
+    for o in parsed:
+        if o.is_sweep_override():
+            key = o.get_key_element()
+            choices.append([f"{key}={v}" for v in o.sweep_string_iterator()])
+        else:
+            choices.append([o.input_line])
+    return [list(job) for job in product(*choices)]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    try:
+        with initialize_config_module(CONF_MODULE, version_base="1.3"):
+            return compose("config", overrides=overrides)
+    except MissingConfigException as e:
+        group = (e.missing_cfg_file or "").split("/")[0]
+        name = (e.missing_cfg_file or "").split("/")[-1]
+        raise ConfigError(f"unknown {group} '{name}'; choose one of: {', '.join(e.options or [])}") from None
+    except ConfigCompositionException as e:
+        m = re.match(r"Could not override '([^']+)'", str(e))
+        if not m:
+            raise ConfigError(str(e).splitlines()[0]) from None
+        key = m.group(1)
+        parent, _, leaf = key.rpartition(".")
+        base = compose_config([o for o in overrides if not o.lstrip("+~").startswith(key + "=")])
+        node = OmegaConf.select(base, parent) if parent else base
+        valid = ", ".join(k for k in node.keys() if k != "hydra") if isinstance(node, DictConfig) else "none"
+        raise ConfigError(f"unknown config key '{key}'; valid keys{' of ' + parent if parent else ''}: {valid}") from None
+    except OverrideParseException as e:
+        raise ConfigError(f"cannot parse overrides: {str(e).splitlines()[0]}") from None
+
+
+def typed(section: str, schema: type, values: Any):
+    """``values`` checked against the dataclass ``schema``: unknown keys and wrong types are errors."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), values)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = f"{section}.{e.full_key}" if section else str(e.full_key)
+        first = str(e).splitlines()[0]
+        if "not in" in first:
+            valid = ", ".join(f for f in schema.__dataclass_fields__)
+            raise ConfigError(f"unknown config key '{key}'; valid keys{' of ' + section if section else ''}: "
+                              f"{valid}") from None
+        raise ConfigError(f"{key}: {first}") from None
+
+
+def run_id_of(cfg: DictConfig, top: TopConfig) -> str:
+    rid = f"{cfg.method.name}-{cfg.data.name}-{cfg.model.name}-s{top.seed}"
+    if top.tag:
+        if not re.fullmatch(r"[A-Za-z0-9_.+-]+", top.tag):
+            raise ConfigError(f"tag='{top.tag}' may only hold letters, digits and _ . + -")
+        rid += f"-{top.tag}"
+    return rid
+
+
+def _build(section: str, factory, *args):
+    try:
+        return factory(*args)
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise ConfigError(msg if section in msg else f"{section}: {msg}") from None
+
+
+def prepare(cfg: DictConfig) -> RunSpec:
+    """Validate everything about a composed config and build the method and data (no training)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain.pop("hydra", None)
+    top = typed("", TopConfig, {k: plain[k] for k in ("seed", "tag", "device", "results_dir")})
+    train = typed("train", TrainConfig, plain["train"])
+    ev = typed("eval", EvalConfig, plain["eval"])
+    m_cls = _build("method", method_class, plain["method"]["name"])
+    b_cls = _build("model", backbone_class, plain["model"]["name"])
+    d_entry = _build("data", dataset_entry, plain["data"]["name"])
+    m_cfg = typed("method", m_cls.Config, plain["method"])
+    typed("model", b_cls.Config, plain["model"])
+    d_cfg = typed("data", d_entry.config, plain["data"])
+    method = _build("method", m_cls, m_cfg)
+    data = _build("data", d_entry.build, d_cfg)
+    _, world, local_rank = env_rank_world()
+    _build("device", select_device, top.device, local_rank)
+    _build("train", train.validate, world)
+    if hasattr(method, "check_batch"):
+        _build("method", method.check_batch, train.batch_size // world)
+
+    nfes = ev.nfe if ev.nfe is not None else method.default_nfe()
+    ema_names = ["raw"] + [f"ema_{d:g}" for d in train.ema]
+    for w in ev.weights:
+        if w not in ema_names:
+            raise ConfigError(f"eval.weights: '{w}' is not kept by this run; choose from: {', '.join(ema_names)}")
+    for nfe in nfes:
+        for g in ev.guidance:
+            try:
+                method.check_nfe(nfe, g)
+            except NFEError as e:
+                raise ConfigError(str(e)) from None
+    if ev.num_samples < 1 or ev.batch_size < 1:
+        raise ConfigError("eval.num_samples and eval.batch_size must be >= 1")
+    metrics = ev.metrics if ev.metrics is not None else default_metrics(data)
+    unknown = [m for m in metrics if m not in metric_names()]
+    if unknown:
+        raise ConfigError(f"eval.metrics: unknown {unknown}; choose from: {', '.join(metric_names())}")
+    _build("eval.metrics", check_metrics, metrics, data)
+    points = [(w, n, float(g)) for w in ev.weights for n in nfes for g in ev.guidance]
+    return RunSpec(config=plain, run_id=run_id_of(cfg, top), top=top, method=method, model=plain["model"],
+                   data=data, train=train, eval=ev, points=points, metrics=metrics)
+

@@ -1,0 +1,31 @@
+"""Dataset registry: ``data.name`` -> (config dataclass, builder returning a data source).
+
+A data source serves training batches (``batch(step, seed, rank, world, local_batch, device)``), a held-out
+``reference(n)`` for metrics and, for toys, an independent ``floor(n)`` sample and known ``modes``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from bench.data.toy import TOYS, ToyConfig, build_toy
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    config: type
+    build: Callable[[Any], Any]
+
+
+DATASETS: dict[str, DatasetEntry] = {name: DatasetEntry(ToyConfig, build_toy) for name in TOYS}
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset '{name}'; choose one of: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def build_data(cfg: dict[str, Any]):
+    entry = dataset_entry(cfg["name"])
+    return entry.build(entry.config(**cfg))

@@ -1,0 +1,96 @@
+"""2-D toy distributions. Labels are the mixture component of each point.
+
+- ``ring8``: 8 Gaussians, means (cos 2 pi i/8, sin 2 pi i/8), std 0.01 (VEEGAN; PacGAN).
+- ``grid25``: 25 Gaussians, means on {-4,-2,0,2,4}^2, std 0.05 (VEEGAN; PacGAN).
+- ``bimodal``: 2 Gaussians at (+-1, 0), std 0.1 (the paper's Fig. 3 setting is unpublished; our choice).
+- ``checkerboard``: uniform on the 8 black squares of a 4x4 board over [-1, 1]^2 (label = square).
+- ``swissroll``: t in [1.5 pi, 4.5 pi], (t cos t, t sin t) / 4.5 pi plus N(0, 0.03^2) noise
+  (the official drifting notebook's settings; a single component, label 0).
+- ``moons``: scikit-learn's two moons (noise 0.05), centred and scaled to about [-1, 1] (label = moon).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from sklearn.datasets import make_moons
+from torch import Tensor
+
+from bench.data.tensor_source import Modes, TensorSource, as_float
+from methods.base import DataSpec
+
+
+def _mixture(means: Tensor, std: float) -> tuple[Callable, Modes]:
+    k = len(means)
+    weights = torch.full((k,), 1.0 / k)
+
+    def sample(n: int, seed: int) -> tuple[Tensor, Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(k, (n,), generator=g)
+        return means[y] + std * torch.randn(n, 2, generator=g), y
+
+    return sample, Modes(means=means, std=std, weights=weights)
+
+
+def ring8() -> tuple[Callable, Modes]:
+    a = 2 * math.pi * torch.arange(8) / 8
+    return _mixture(torch.stack([torch.cos(a), torch.sin(a)], 1), 0.01)
+
+
+def grid25() -> tuple[Callable, Modes]:
+    v = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+    return _mixture(torch.cartesian_prod(v, v), 0.05)
+
+
+def bimodal() -> tuple[Callable, Modes]:
+    return _mixture(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), 0.1)
+
+
+def checkerboard(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    cells = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0])
+    y = torch.randint(len(cells), (n,), generator=g)
+    x = (cells[y] + torch.rand(n, 2, generator=g)) / 2 - 1    # 4x4 board of side-0.5 squares on [-1, 1]^2
+    return x, y
+
+
+def swissroll(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=g))
+    x = torch.stack([t * torch.cos(t), t * torch.sin(t)], 1) / (4.5 * math.pi)
+    return x + 0.03 * torch.randn(n, 2, generator=g), torch.zeros(n, dtype=torch.long)
+
+
+def moons(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    x, y = make_moons(n, noise=0.05, random_state=np.random.RandomState(seed % 2**32))
+    x = (x - np.array([0.5, 0.25])) / 1.5
+    return as_float(x), torch.as_tensor(y, dtype=torch.long)
+
+
+TOYS: dict[str, Callable[[], tuple[Callable, Modes | None]]] = {
+    "ring8": ring8,
+    "grid25": grid25,
+    "bimodal": bimodal,
+    "checkerboard": lambda: (checkerboard, None),
+    "swissroll": lambda: (swissroll, None),
+    "moons": lambda: (moons, None),
+}
+NUM_CLASSES = {"ring8": 8, "grid25": 25, "bimodal": 2, "checkerboard": 8, "swissroll": 1, "moons": 2}
+
+
+@dataclass
+class ToyConfig:
+    name: str = "ring8"
+    n_train: int = 100_000
+    seed: int = 0           # the dataset's own seed: the same data whatever the run's seed
+
+
+def build_toy(cfg: ToyConfig) -> TensorSource:
+    if cfg.n_train < 1:
+        raise ValueError(f"data.n_train must be >= 1, got {cfg.n_train}")
+    sample, modes = TOYS[cfg.name]()
+    spec = DataSpec(name=cfg.name, shape=(2,), num_classes=NUM_CLASSES[cfg.name], kind="points")
+    return TensorSource(spec, sample(cfg.n_train, cfg.seed), sample, modes, seed=cfg.seed)

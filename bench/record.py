@@ -1,0 +1,130 @@
+"""Run records: one versioned JSON file per run in ``results/records/`` (DESIGN.md section 3).
+
+This module imports no torch, so the report can read records on any machine.
+
+Schema 1::
+
+    schema, run_id, git_sha, git_dirty, created, updated,
+    config    resolved Hydra config of the run
+    env       python, torch, cuda, device, gpu_name, world_size, precision, hostname, platform, cpus
+    train     status, steps, images_seen, wall_seconds, gpu_hours, resumes, images_per_second, final_loss
+    params    parameter counts: network, trainable
+    evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing}]
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+REQUIRED = ("schema", "run_id", "git_sha", "config", "env", "train", "params", "evals")
+EVAL_KEYS = ("weights", "nfe", "nfe_measured", "guidance", "n_samples", "metrics", "timing")
+TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections that define a training run
+
+
+class RecordError(ValueError):
+    pass
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def git_state(cwd: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit sha, whether tracked files differ from it), or (None, None) outside a git checkout."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                             check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha, bool(dirty)
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+
+
+def new_record(run_id: str, config: dict, env: dict, params: dict) -> dict:
+    sha, dirty = git_state(Path(__file__).parent)
+    return {"schema": SCHEMA, "run_id": run_id, "git_sha": sha, "git_dirty": dirty, "created": now(),
+            "updated": now(), "config": config, "env": env, "train": {}, "params": params, "evals": []}
+
+
+def validate(rec: Any, where: str = "record") -> dict:
+    if not isinstance(rec, dict):
+        raise RecordError(f"{where}: not a JSON object")
+    if rec.get("schema") != SCHEMA:
+        raise RecordError(f"{where}: schema {rec.get('schema')!r}, this driftbench reads schema {SCHEMA}")
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        raise RecordError(f"{where}: missing {missing}")
+    for i, ev in enumerate(rec["evals"]):
+        gone = [k for k in EVAL_KEYS if k not in ev]
+        if gone:
+            raise RecordError(f"{where}: evals[{i}] missing {gone}")
+    return rec
+
+
+def write_atomic(path: Path, rec: dict) -> None:
+    """Write ``rec`` so that readers only ever see the old file or the complete new one."""
+    validate(rec, str(path))
+    rec["updated"] = now()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(rec, f, indent=1, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read(path: Path) -> dict:
+    try:
+        return validate(json.loads(Path(path).read_text()), str(path))
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}: not valid JSON ({e})") from e
+
+
+def read_all(records_dir: Path) -> tuple[list[dict], list[str]]:
+    """All readable records, and one line per file that could not be read (never raises for a bad file)."""
+    records, problems = [], []
+    for path in sorted(Path(records_dir).glob("*.json")):
+        try:
+            records.append(read(path))
+        except (RecordError, OSError) as e:
+            problems.append(str(e))
+    return records, problems
+
+
+def training_identity(config: dict) -> dict:
+    return {k: config.get(k) for k in TRAIN_KEYS}
+
+
+def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Lines ``key: old -> new`` for every leaf that differs."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += config_diff(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def eval_key(ev: dict) -> tuple:
+    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed")
+
+
+def find_eval(rec: dict, key: tuple) -> dict | None:
+    return next((ev for ev in rec["evals"] if eval_key(ev) == key), None)
+
+
+def upsert_eval(rec: dict, entry: dict) -> None:
+    rec["evals"] = [ev for ev in rec["evals"] if eval_key(ev) != eval_key(entry)] + [entry]

@@ -1,0 +1,85 @@
+"""Sample generation with measured NFE and wall-clock (DESIGN.md section 4).
+
+- NFE is measured by ``NFECounter``: network rows evaluated per image produced. A guided step that runs
+  a separate unconditional pass evaluates two rows per image and so counts double.
+- Sample i uses noise seed ``seed + i`` alone, so it does not depend on the batch it was generated in.
+- Timing excludes a warm-up batch, synchronises the device, and reports the batch size and device.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from methods.base import Method
+
+
+class NFECounter(nn.Module):
+    """Counts the rows (images) the wrapped network is evaluated on."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.rows = 0
+
+    def forward(self, x: Tensor, *args, **kwargs):
+        self.rows += x.shape[0]
+        return self.net(x, *args, **kwargs)
+
+
+@dataclass
+class Generated:
+    samples: Tensor              # [n, *shape] on the CPU
+    labels: Tensor | None
+    nfe_measured: float
+    timing: dict
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidance: float,
+             batch_size: int, labels: Tensor | None = None, latency_repeats: int = 5) -> Generated:
+    """Generate ``n`` samples with per-image seeds ``seed .. seed + n - 1``."""
+    method.check_nfe(nfe, guidance)
+    device = next(net.parameters()).device
+    counter = NFECounter(net).eval()
+    seeds = torch.arange(seed, seed + n, dtype=torch.long)
+    chunks = [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+    def run(sl: slice) -> Tensor:
+        y = labels[sl].to(device) if labels is not None else None
+        return method.sample(counter, seeds[sl], y, nfe, guidance)
+
+    run(chunks[0])                                        # warm-up, not timed, not counted
+    _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    counter.rows = 0
+    t0 = time.perf_counter()
+    out = [run(sl) for sl in chunks]
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    nfe_measured = counter.rows / n
+    latencies = []
+    for _ in range(latency_repeats + 1):                  # batch 1, the first repeat is warm-up
+        t = time.perf_counter()
+        run(slice(0, 1))
+        _sync(device)
+        latencies.append(time.perf_counter() - t)
+    timing = {
+        "sample_seconds": round(seconds, 6),
+        "seconds_per_image": seconds / n,
+        "images_per_second": n / seconds if seconds > 0 else float("inf"),
+        "batch_size": min(batch_size, n),
+        "latency_batch1_seconds": statistics.median(latencies[1:]) if latency_repeats else None,
+        "device": str(device),
+        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+    }
+    return Generated(torch.cat(out).float().cpu(), labels, nfe_measured, timing)

@@ -1,0 +1,39 @@
+"""Exponential moving averages of the weights at several decays at once, evaluated by name.
+
+Built on ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``:
+W_ema <- decay * W_ema + (1 - decay) * W (the first update copies W). Buffers are averaged too.
+"""
+from __future__ import annotations
+
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+
+def ema_name(decay: float) -> str:
+    return f"ema_{decay:g}"
+
+
+class EMASet(nn.Module):
+    def __init__(self, net: nn.Module, decays: list[float]):
+        super().__init__()
+        bad = [d for d in decays if not 0.0 < d < 1.0]
+        if bad:
+            raise ValueError(f"train.ema decays must lie in (0, 1), got {bad}")
+        self.models = nn.ModuleDict({
+            ema_name(d).replace(".", "_"): AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
+            for d in decays})
+        self.decays = {ema_name(d): d for d in decays}
+        for m in self.models.values():
+            m.requires_grad_(False)
+
+    def names(self) -> list[str]:
+        return list(self.decays)
+
+    def update(self, net: nn.Module) -> None:
+        for m in self.models.values():
+            m.update_parameters(net)
+
+    def model(self, name: str) -> nn.Module:
+        if name not in self.decays:
+            raise KeyError(f"no EMA named '{name}'; this run keeps: {', '.join(['raw', *self.decays])}")
+        return self.models[name.replace(".", "_")].module
