@@ -76,6 +76,14 @@ def pending_points(spec: RunSpec, stored: dict | None) -> list[tuple[str, int, f
     return todo
 
 
+def eval_labels(spec: RunSpec) -> torch.Tensor | None:
+    """Class labels for conditional sampling: classes in turn, an equal number each (as FID-50K's 50 per
+    class); None for unconditional methods."""
+    if not spec.method.conditional:
+        return None
+    return torch.arange(spec.eval.num_samples) % spec.data.spec.num_classes
+
+
 def execute(spec: RunSpec) -> Path:
     results = Path(spec.top.results_dir)
     rec_path, run_dir = results / "records" / f"{spec.run_id}.json", results / "runs" / spec.run_id
@@ -114,7 +122,7 @@ def execute(spec: RunSpec) -> Path:
         net_w = trainer.net if weights == "raw" else trainer.ema.model(weights)
         print(f"{spec.run_id}: sampling {spec.eval.num_samples} with {weights}, NFE {nfe}, guidance {guidance}")
         gen = generate(spec.method, net_w, spec.eval.num_samples, spec.eval.seed, nfe, guidance,
-                       spec.eval.batch_size, labels=None, latency_repeats=spec.eval.latency_repeats)
+                       spec.eval.batch_size, labels=eval_labels(spec), latency_repeats=spec.eval.latency_repeats)
         result = evaluate(spec.metrics, gen.samples, gen.labels, spec.data, spec.eval.num_samples)
         rec.upsert_eval(record, {
             "weights": weights, "nfe": nfe, "nfe_measured": gen.nfe_measured, "guidance": guidance,

@@ -111,6 +111,7 @@ class Method(Protocol):
     """A generative method trained by the shared harness (DESIGN.md section 3)."""
 
     name: ClassVar[str]
+    conditional: bool                 # True: trained and sampled with class labels
 
     def backbone_io(self, spec: DataSpec) -> BackboneIO:
         """The shapes and conditioning this method needs from its backbone."""

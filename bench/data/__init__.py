@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from bench.data.digits import DigitsConfig, build_digits
 from bench.data.toy import TOYS, ToyConfig, build_toy
 
 
@@ -17,7 +18,11 @@ class DatasetEntry:
     build: Callable[[Any], Any]
 
 
-DATASETS: dict[str, DatasetEntry] = {name: DatasetEntry(ToyConfig, build_toy) for name in TOYS}
+DATASETS: dict[str, DatasetEntry] = {
+    **{name: DatasetEntry(ToyConfig, build_toy) for name in TOYS},
+    "digits": DatasetEntry(DigitsConfig, build_digits),
+    "stacked_digits": DatasetEntry(DigitsConfig, build_digits),
+}
 
 
 def dataset_entry(name: str) -> DatasetEntry:

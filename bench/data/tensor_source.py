@@ -20,11 +20,14 @@ class Modes:
 
 
 class TensorSource:
-    def __init__(self, spec: DataSpec, train: tuple[Tensor, Tensor], sample_fn, modes: Modes | None = None,
-                 seed: int = 0):
-        self.spec, self.modes, self.seed = spec, modes, seed
+    """Training tensors plus two functions ``n -> (x, y)``: the metrics' reference set and, where the
+    data can supply one, an independent second sample for data-versus-data floors."""
+
+    def __init__(self, spec: DataSpec, train: tuple[Tensor, Tensor], reference_fn, floor_fn=None,
+                 modes: Modes | None = None):
+        self.spec, self.modes = spec, modes
         self.x, self.y = train
-        self._sample_fn = sample_fn          # (n, seed) -> (x, y): fresh draws for held-out sets
+        self._reference_fn, self._floor_fn = reference_fn, floor_fn
         self._samplers: dict[int, EpochSampler] = {}
 
     def batch(self, step: int, seed: int, rank: int, world: int, local_batch: int, device) -> Batch:
@@ -34,12 +37,14 @@ class TensorSource:
                      random=StepRandom(seed, step, rank, world, local_batch, device))
 
     def reference(self, n: int) -> tuple[Tensor, Tensor]:
-        """Held-out samples the metrics compare against (independent of the training set)."""
-        return self._sample_fn(n, self.seed + 1)
+        """The samples metrics compare against (toys: ``n`` fresh held-out draws)."""
+        return self._reference_fn(n)
 
     def floor(self, n: int) -> tuple[Tensor, Tensor]:
-        """A second, independent held-out sample: data-versus-data floor of a distance (PROTOCOLS.md)."""
-        return self._sample_fn(n, self.seed + 2)
+        """A second, independent sample: the data-versus-data floor of a distance (PROTOCOLS.md)."""
+        if self._floor_fn is None:
+            raise ValueError(f"data '{self.spec.name}' has no independent second sample for a floor")
+        return self._floor_fn(n)
 
 
 def as_float(x) -> Tensor:

@@ -93,4 +93,5 @@ def build_toy(cfg: ToyConfig) -> TensorSource:
         raise ValueError(f"data.n_train must be >= 1, got {cfg.n_train}")
     sample, modes = TOYS[cfg.name]()
     spec = DataSpec(name=cfg.name, shape=(2,), num_classes=NUM_CLASSES[cfg.name], kind="points")
-    return TensorSource(spec, sample(cfg.n_train, cfg.seed), sample, modes, seed=cfg.seed)
+    return TensorSource(spec, sample(cfg.n_train, cfg.seed), reference_fn=lambda n: sample(n, cfg.seed + 1),
+                        floor_fn=lambda n: sample(n, cfg.seed + 2), modes=modes)

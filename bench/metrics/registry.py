@@ -104,6 +104,6 @@ def evaluate(names: list[str], samples: Tensor, labels: Tensor | None, data, n_r
                 v = values[n]
                 result.values[n] = float(v) if v is not None and math.isfinite(v) else None
                 result.sources[n] = {"extractor": ext.name, "weights_hash": ext.weights_hash,
-                                     "reference": f"{data.spec.name} held-out, n={n_ref}",
+                                     "reference": f"{data.spec.name} reference, n={len(ref_x)}",
                                      "n_samples": len(samples)}
     return result

@@ -37,6 +37,7 @@ class Drifting:
         if cfg.noise_dim < 1:
             raise ValueError(f"method.noise_dim must be >= 1, got {cfg.noise_dim}")
         self.cfg = cfg
+        self.conditional = False
 
     def backbone_io(self, spec: DataSpec) -> BackboneIO:
         return BackboneIO(in_shape=(self.cfg.noise_dim,), out_shape=spec.shape)
