@@ -69,22 +69,27 @@ def component_rows(net: nn.Module) -> list[tuple[str, int]]:
     return [(n, c) for n, c in rows if c]
 
 
-def count(overrides: list[str]) -> tuple[nn.Module, BackboneIO, str]:
-    """Compose, validate and build the backbone of ``overrides`` on the meta device."""
-    cfg = compose_config(overrides)
-    plain = OmegaConf.to_container(cfg, resolve=True)
+def resolve(overrides: list[str]) -> tuple[dict, BackboneIO, str]:
+    """Compose and validate ``overrides``: the model config, the interface to build it for, its source."""
+    plain = OmegaConf.to_container(compose_config(overrides), resolve=True)
     b_cls = _build("model", backbone_class, plain["model"]["name"])
     typed("model", b_cls.Config, plain["model"])
     io, source = backbone_io(plain, overrides)
-    with torch.device("meta"):
-        net = _build("model", build_backbone, plain["model"], io)
+    return plain["model"], io, source
+
+
+def build(overrides: list[str], device: str | torch.device = "meta") -> tuple[nn.Module, BackboneIO, str]:
+    """The backbone of ``overrides`` on ``device`` (meta: shapes only, no memory), its interface and source."""
+    model, io, source = resolve(overrides)
+    with torch.device(device):
+        net = _build("model", build_backbone, model, io)
     return net, io, source
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
-        net, io, source = count(args)
+        net, io, source = build(args)
     except ConfigError as e:
         print(f"bench.params: error: {e}", file=sys.stderr)
         return 2

@@ -92,7 +92,7 @@ def test_paper_parameter_counts(model, paper, capsys):
     assert params.main([f"model={model}"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert abs(int(last) - paper) / paper < 0.01, (model, last)
-    net, io, _ = params.count([f"model={model}"])
+    net, io, _ = params.build([f"model={model}"])
     assert next(net.parameters()).device.type == "meta" and io.num_classes == 1000
     assert count_parameters(net) == int(last)
 

@@ -17,8 +17,7 @@ import time
 import torch
 
 from bench.config import ConfigError
-from bench.params import count
-from methods.backbones import build_backbone
+from bench.params import build
 from methods.base import count_parameters
 
 
@@ -49,18 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = ap.parse_known_args(sys.argv[1:] if argv is None else argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
     try:
-        meta_net, io, source = count(overrides)
+        net, io, source = build(overrides, args.device)
     except ConfigError as e:
         print(f"bench.perf.backbone_step: error: {e}", file=sys.stderr)
         return 2
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    from omegaconf import OmegaConf
-
-    from bench.config import compose_config
-    model_cfg = OmegaConf.to_container(compose_config(overrides).model, resolve=True)
-    net = build_backbone(model_cfg, io).to(device)
     with torch.no_grad():   # give the zero-initialised adaLN/output layers weights, as after some training
         for p in net.parameters():
             if not p.any():
