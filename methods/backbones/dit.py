@@ -18,6 +18,13 @@ output's shape, the baselines feed x_t). The forward pass, following the officia
 the baselines). Design switches (``swiglu``, ``rmsnorm``, ``qk_norm``, ``use_rope``, ``learn_pos_embed``,
 ``n_context_tokens``, ``n_style_tokens``) let ablations turn each modernisation off; off, the model is
 DiT (Peebles & Xie 2023).
+
+Calling it from a method: ``net(x, cond)``, ``cond`` holding the keys the method put in
+``BackboneIO.cond``: ``y`` (long [B]; ``num_classes`` is the null class), ``alpha``, ``t``, ``r``
+(float [B] or scalars), and ``style`` (long [B, n], uniform in [0, k), where
+``(n, k) = getattr(backbone, "style_shape", None)``; None when the method did not ask for style or
+the model config sets ``n_style_tokens: 0``). Draw style indices like the noise: from
+``batch.random`` in training and from the per-image seeds when sampling.
 """
 from __future__ import annotations
 
