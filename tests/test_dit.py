@@ -222,3 +222,10 @@ def test_perf_script_runs(capsys):
     from bench.perf import backbone_step
     assert backbone_step.main(["model=dit_tiny", "--batch", "4", "--repeats", "1", "--warmup", "0"]) == 0
     assert "forward+backward: median" in capsys.readouterr().out
+
+
+def test_runs_in_the_parameters_dtype():
+    net = make().double()
+    perturb_zero_init(net)
+    out = net(torch.randn(2, 1, 8, 8, dtype=torch.float64), conditions(net, 2))
+    assert out.dtype == torch.float64 and torch.isfinite(out).all()

@@ -73,7 +73,7 @@ class DiTConditioner(nn.Module):
         missing = [k for k in wanted if k not in cond]
         if missing:
             raise KeyError(f"dit expects conditioning {wanted}, missing {missing}")
-        c = torch.zeros(batch, self.hidden, device=device)
+        c = torch.zeros(batch, self.hidden, device=device, dtype=next(self.parameters(), torch.empty(0)).dtype)
         if self.classes is not None:
             c = c + self.classes(self._indices("y", cond["y"], (batch,), self.num_classes + 1, device))
         if self.alpha is not None:

@@ -24,7 +24,7 @@ class ScalarEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, s: Tensor) -> Tensor:
-        return self.mlp(sinusoidal_embedding(s * self.scale, self.freq_dim))
+        return self.mlp(sinusoidal_embedding(s * self.scale, self.freq_dim).to(self.mlp[0].weight.dtype))
 
 
 class ConditionEmbedder(nn.Module):
