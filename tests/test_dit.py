@@ -229,3 +229,15 @@ def test_runs_in_the_parameters_dtype():
     perturb_zero_init(net)
     out = net(torch.randn(2, 1, 8, 8, dtype=torch.float64), conditions(net, 2))
     assert out.dtype == torch.float64 and torch.isfinite(out).all()
+
+
+def test_same_function_as_the_official_release():
+    """Same weights and inputs as the release's JAX DitGen (tests/dit_reference.py) -> same output."""
+    import json
+
+    from tests.dit_reference import JSON, reference_model
+    net, x, cond = reference_model()
+    ref = torch.tensor(json.loads(JSON.read_text())["output_bchw"], dtype=torch.float64)
+    out = net(x, cond).detach()
+    assert out.shape == ref.shape and ref.abs().max() > 0.5
+    assert (out - ref).abs().max() < 1e-5 * ref.abs().max(), (out - ref).abs().max()
