@@ -159,8 +159,9 @@ def _npz_rows(path: str, key: str) -> int | None:
         if f"{key}.npy" not in zf.namelist():
             return None
         with zf.open(f"{key}.npy") as f:
-            version = np.lib.format.read_magic(f)
-            shape = np.lib.format._read_array_header(f, version)[0]
+            major, _ = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            shape = read(f)[0]
     return shape[0] if shape else None
 
 
