@@ -45,6 +45,19 @@ class EvalConfig:
     metrics: list[str] | None = None
     seed: int = 1_000_000
     latency_repeats: int = 5
+    inception_weights: str = "auto"       # auto | torch-fidelity | fid-helper | PATH (bench/metrics/inception.py)
+    reference: str | None = None          # ADM reference batch .npz for the Inception metrics (ImageNet)
+    cache_dir: str | None = None          # metric caches; null: $DRIFTBENCH_CACHE or ~/.cache/driftbench
+    feature_batch_size: int = 250         # samples per feature-extractor call
+    kid_subset_size: int = 1000
+    save_samples: int | None = None       # samples saved per evaluation point (null: all)
+
+    def metric_options(self, device: str = "cpu"):
+        from bench.metrics import MetricOptions
+
+        return MetricOptions(device=str(device), feature_batch_size=self.feature_batch_size, cache_dir=self.cache_dir,
+                             inception_weights=self.inception_weights, reference=self.reference,
+                             kid_subset_size=self.kid_subset_size)
 
 
 @dataclass
@@ -195,11 +208,14 @@ def prepare(cfg: DictConfig) -> RunSpec:
                 raise ConfigError(str(e)) from None
     if ev.num_samples < 1 or ev.batch_size < 1:
         raise ConfigError("eval.num_samples and eval.batch_size must be >= 1")
-    metrics = ev.metrics if ev.metrics is not None else default_metrics(data)
+    if ev.feature_batch_size < 1 or ev.kid_subset_size < 2:
+        raise ConfigError("eval.feature_batch_size must be >= 1 and eval.kid_subset_size >= 2")
+    options = ev.metric_options()
+    metrics = ev.metrics if ev.metrics is not None else default_metrics(data, options)
     unknown = [m for m in metrics if m not in metric_names()]
     if unknown:
         raise ConfigError(f"eval.metrics: unknown {unknown}; choose from: {', '.join(metric_names())}")
-    _build("eval.metrics", check_metrics, metrics, data)
+    _build("eval.metrics", check_metrics, metrics, data, options)
     points = [(w, n, float(g)) for w in ev.weights for n in nfes for g in ev.guidance]
     return RunSpec(config=plain, run_id=run_id_of(choices, top), top=top, method=method, model=plain["model"],
                    data=data, train=train, eval=ev, points=points, metrics=metrics)

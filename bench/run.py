@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from bench import record as rec
 from bench.config import ConfigError, RunSpec, compose_config, expand_sweep, prepare
-from bench.metrics import evaluate
+from bench.metrics import Evaluation
 from bench.sampling import generate
 from methods.backbones import build_backbone
 from methods.base import count_parameters
@@ -121,13 +121,16 @@ def execute(spec: RunSpec) -> Path:
     for weights, nfe, guidance in todo:
         net_w = trainer.net if weights == "raw" else trainer.ema.model(weights)
         print(f"{spec.run_id}: sampling {spec.eval.num_samples} with {weights}, NFE {nfe}, guidance {guidance}")
+        evaluation = Evaluation(spec.metrics, spec.data, spec.eval.num_samples,
+                                spec.eval.metric_options(env.device))
         gen = generate(spec.method, net_w, spec.eval.num_samples, spec.eval.seed, nfe, guidance,
-                       spec.eval.batch_size, labels=eval_labels(spec), latency_repeats=spec.eval.latency_repeats)
-        result = evaluate(spec.metrics, gen.samples, gen.labels, spec.data, spec.eval.num_samples)
+                       spec.eval.batch_size, labels=eval_labels(spec), latency_repeats=spec.eval.latency_repeats,
+                       on_batch=evaluation.add, keep=spec.eval.save_samples)
+        result = evaluation.finish()
         rec.upsert_eval(record, {
             "weights": weights, "nfe": nfe, "nfe_measured": gen.nfe_measured, "guidance": guidance,
             "n_samples": spec.eval.num_samples, "seed": spec.eval.seed, "metrics": result.values,
-            "metric_sources": result.sources, "timing": gen.timing})
+            "metric_sources": result.sources, "timing": {**gen.timing, "metrics_seconds": result.seconds}})
         rec.write_atomic(rec_path, record)
         np.save(run_dir / f"samples_{weights}_nfe{nfe}_g{guidance:g}.npy", gen.samples.numpy())
         shown = ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=n/a" for k, v in result.values.items())

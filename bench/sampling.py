@@ -3,13 +3,16 @@
 - NFE is measured by ``NFECounter``: network rows evaluated per image produced. A guided step that runs
   a separate unconditional pass evaluates two rows per image and so counts double.
 - Sample i uses noise seed ``seed + i`` alone, so it does not depend on the batch it was generated in.
-- Timing excludes a warm-up batch, synchronises the device, and reports the batch size and device.
+- Timing excludes a warm-up batch, synchronises the device, and reports the batch size, device,
+  precision (parameter dtype, autocast) and peak device memory. Only the sampling calls are timed:
+  ``on_batch`` (metric feature extraction, streaming) runs outside the clock.
 """
 from __future__ import annotations
 
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -43,10 +46,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _precision(net: nn.Module, device: torch.device) -> str:
+    dtype = str(next(net.parameters()).dtype).replace("torch.", "")
+    autocast = torch.is_autocast_enabled(device.type)
+    return f"autocast {str(torch.get_autocast_dtype(device.type)).replace('torch.', '')}" if autocast else dtype
+
+
 @torch.no_grad()
 def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidance: float,
-             batch_size: int, labels: Tensor | None = None, latency_repeats: int = 5) -> Generated:
-    """Generate ``n`` samples with per-image seeds ``seed .. seed + n - 1``."""
+             batch_size: int, labels: Tensor | None = None, latency_repeats: int = 5,
+             on_batch: Callable[[Tensor, Tensor | None], None] | None = None, keep: int | None = None) -> Generated:
+    """Generate ``n`` samples with per-image seeds ``seed .. seed + n - 1``.
+
+    ``on_batch(samples, labels)`` receives every batch (on the CPU) as it is produced, e.g. to stream it
+    through the metrics' feature extractors; ``keep`` samples (None: all) are returned in ``samples``."""
     method.check_nfe(nfe, guidance)
     device = next(net.parameters()).device
     counter = NFECounter(net).eval()
@@ -62,10 +75,19 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     counter.rows = 0
-    t0 = time.perf_counter()
-    out = [run(sl) for sl in chunks]
-    _sync(device)
-    seconds = time.perf_counter() - t0
+    seconds, out, kept = 0.0, [], 0
+    for sl in chunks:
+        t0 = time.perf_counter()
+        x = run(sl)
+        _sync(device)
+        seconds += time.perf_counter() - t0
+        x = x.float().cpu()
+        if on_batch is not None:
+            on_batch(x, labels[sl] if labels is not None else None)
+        if keep is None or kept < keep:
+            out.append(x if keep is None else x[: keep - kept])
+            kept += len(out[-1])
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     nfe_measured = counter.rows / n
     latencies = []
     for _ in range(latency_repeats + 1):                  # batch 1, the first repeat is warm-up
@@ -79,7 +101,10 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
         "images_per_second": n / seconds if seconds > 0 else float("inf"),
         "batch_size": min(batch_size, n),
         "latency_batch1_seconds": statistics.median(latencies[1:]) if latency_repeats else None,
+        "latency_repeats": latency_repeats,
         "device": str(device),
-        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "precision": _precision(net, device),
+        "peak_memory_bytes": peak,           # CUDA only: torch's peak allocation while sampling the batches
     }
-    return Generated(torch.cat(out).float().cpu(), labels, nfe_measured, timing)
+    kept_labels = labels[:kept] if labels is not None else None
+    return Generated(torch.cat(out) if out else torch.empty(0), kept_labels, nfe_measured, timing)

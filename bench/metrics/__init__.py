@@ -1,3 +1,10 @@
-"""Metrics: registry, extractors and the built-in metric families (imported here to register them)."""
-from bench.metrics import toy  # noqa: F401
-from bench.metrics.registry import check_metrics, default_metrics, evaluate, metric_names  # noqa: F401
+"""Metrics: registry, extractors and the built-in metric families (imported here to register them).
+
+Extractors: ``raw`` (2-D coordinates: bench.metrics.toy), ``inception`` (torch-fidelity's
+inception-v3-compat: bench.metrics.inception), ``domain`` (a classifier trained by the suite:
+bench.metrics.domain and bench.metrics.classes).
+"""
+from bench.metrics import classes, inception, toy  # noqa: F401
+from bench.metrics.registry import (  # noqa: F401
+    Evaluation, MetricOptions, MetricResult, check_metrics, default_metrics, evaluate, metric_names,
+)

@@ -1,0 +1,1 @@
+"""Benchmarks for speed and memory (not tests): python -m bench.perf.<name>."""

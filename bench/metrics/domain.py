@@ -1,0 +1,203 @@
+"""The ``domain`` feature extractor: a small classifier trained by the suite on the dataset itself.
+
+It gives an offline Frechet distance in its own features, ``fd_domain`` ("FD-domain", never FID:
+PROTOCOLS.md), with KID and precision/recall/density/coverage in the same features, and it labels samples
+for ``class_acc``, ``classes_covered`` and the stacked-digits modes (``bench.metrics.classes``).
+
+- digits and stacked_digits: trained on the fixed train split of scikit-learn's 8x8 digits
+  (``bench.data.digits.digits_arrays``), held-out accuracy on its test split; for stacked digits the
+  digit classifier reads each channel (VEEGAN's Stacked-MNIST protocol), features are concatenated.
+- Training is deterministic (fixed seed) on uint8-quantised images, the form torch-fidelity feeds it.
+  The result is cached in ``<cache>/domain/`` under a key hashing the training data, architecture and
+  recipe; the record names its sha256 and held-out accuracy.
+- It is registered with torch-fidelity (``register_feature_extractor("driftbench-domain", ...)``), so
+  torch-fidelity's own ``calculate_metrics`` runs on it as on Inception.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from bench.metrics.fidelity import FidelityExtractor, to_uint8_rgb
+from bench.metrics.registry import MetricOptions
+
+FIDELITY_NAME = "driftbench-domain"
+DOMAIN_DATA = ("digits", "stacked_digits")     # datasets with a domain classifier
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = 8          # ~99% held-out accuracy on digits; ~10 s on one CPU thread
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    width: int = 32
+    seed: int = 0
+
+
+class SmallCNN(nn.Module):
+    """conv(w)-conv(2w)-pool-conv(4w), batch norm and ReLU, global average pool -> 4w features -> logits."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+
+        def block(i, o):
+            return [nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+        self.body = nn.Sequential(*block(in_channels, width), *block(width, 2 * width), nn.MaxPool2d(2),
+                                  *block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.body(x)
+        return h, self.head(h)
+
+
+def dequantise(u: Tensor) -> Tensor:
+    return u.float() / 127.5 - 1.0
+
+
+def train_classifier(x_tr: Tensor, y_tr: Tensor, x_te: Tensor, y_te: Tensor, num_classes: int,
+                     recipe: Recipe) -> tuple[SmallCNN, float]:
+    """Train on uint8 images ``[N, C, H, W]``; returns the network and its held-out accuracy.
+
+    Runs on one CPU thread: deterministic, and on small shared CPUs much faster than two threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(x_tr, y_tr, x_te, y_te, num_classes, recipe)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(x_tr, y_tr, x_te, y_te, num_classes, recipe) -> tuple[SmallCNN, float]:
+    g = torch.Generator().manual_seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    net = SmallCNN(x_tr.shape[1], num_classes, recipe.width)
+    opt = torch.optim.AdamW(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    steps = recipe.epochs * ((len(x_tr) + recipe.batch_size - 1) // recipe.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, recipe.lr, total_steps=steps)
+    net.train()
+    for _ in range(recipe.epochs):
+        for idx in torch.randperm(len(x_tr), generator=g).split(recipe.batch_size):
+            loss = F.cross_entropy(net(dequantise(x_tr[idx]))[1], y_tr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    with torch.no_grad():
+        acc = (net(dequantise(x_te))[1].argmax(1) == y_te).float().mean().item()
+    return net, acc
+
+
+def _digits_split() -> tuple[Tensor, Tensor, Tensor, Tensor, int, str]:
+    from bench.data.digits import digits_arrays
+
+    x_tr, y_tr, x_te, y_te = digits_arrays()
+    q = lambda x: to_uint8_rgb(x, (-1.0, 1.0))[:, :1]      # noqa: E731 (grey: one channel)
+    return q(x_tr), y_tr, q(x_te), y_te, 10, "digits (scikit-learn 8x8, stratified 80/20 split, seed 0)"
+
+
+def classifier_file(data_name: str, cache_root: Path, recipe: Recipe = Recipe()) -> Path:
+    """The trained classifier for ``data_name`` (trained once, then cached)."""
+    if data_name not in DOMAIN_DATA:
+        raise ValueError(f"no domain classifier for data '{data_name}' (available: {', '.join(DOMAIN_DATA)})")
+    x_tr, y_tr, x_te, y_te, k, desc = _digits_split()
+    mode = "stacked" if data_name == "stacked_digits" else "grey"
+    h = hashlib.sha256(json.dumps({"v": 1, "recipe": asdict(recipe), "arch": "SmallCNN", "classes": k}).encode())
+    for t in (x_tr, y_tr, x_te, y_te):
+        h.update(t.contiguous().numpy().tobytes())
+    path = cache_root / "domain" / f"{desc.split()[0]}-{h.hexdigest()[:16]}.pt"
+    if not path.exists():
+        net, acc = train_classifier(x_tr, y_tr, x_te, y_te, k, recipe)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"state_dict": net.state_dict(), "in_channels": x_tr.shape[1], "num_classes": k,
+                    "width": recipe.width, "test_accuracy": acc, "n_train": len(x_tr), "n_test": len(x_te),
+                    "trained_on": desc, "recipe": asdict(recipe)}, tmp)
+        tmp.replace(path)
+    return path if mode == "grey" else _with_mode(path, mode)
+
+
+def _with_mode(path: Path, mode: str) -> Path:
+    """A copy of the classifier file that reads ``mode`` inputs (same weights, own hash)."""
+    out = path.with_name(f"{path.stem}-{mode}.pt")
+    if not out.exists():
+        entry = torch.load(path, weights_only=True)
+        entry["mode"] = mode
+        tmp = out.with_suffix(".tmp")
+        torch.save(entry, tmp)
+        tmp.replace(out)
+    return out
+
+
+class DomainFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity extractor over a trained ``SmallCNN``: uint8 ``[B, 3, H, W]`` -> (features, logits).
+
+    Mode "grey" reads the mean of the channels (grey images repeated to RGB); "stacked" reads each channel
+    as its own digit and concatenates features and logits per channel."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise ValueError(f"{FIDELITY_NAME} needs feature_extractor_weights_path: a classifier file "
+                             f"from bench.metrics.domain.classifier_file")
+        entry = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=True)
+        self.net = SmallCNN(entry["in_channels"], entry["num_classes"], entry["width"])
+        self.net.load_state_dict(entry["state_dict"])
+        self.mode = entry.get("mode", "grey")
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, x):
+        b = x.shape[0]
+        v = dequantise(x)
+        if self.mode == "grey":
+            v = v.mean(dim=1, keepdim=True)
+        elif self.mode == "stacked":
+            v = v.reshape(b * x.shape[1], 1, *x.shape[2:])
+        feats, logits = self.net(v)
+        out = {"features": feats.reshape(b, -1), "logits": logits.reshape(b, -1)}
+        return tuple(out[f] for f in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "features", "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 8, 8, dtype=torch.uint8)
+
+
+if FIDELITY_NAME not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(FIDELITY_NAME, DomainFeatureExtractor)
+
+
+class DomainExtractor(FidelityExtractor):
+    def __init__(self, data, options: MetricOptions):
+        from bench.metrics.fid_helper import file_hash
+
+        path = classifier_file(data.spec.name, options.cache_root())
+        entry = torch.load(path, weights_only=True)
+        info = {"classifier_test_accuracy": round(entry["test_accuracy"], 4), "classifier_trained_on":
+                entry["trained_on"], "classifier_n_test": entry["n_test"], "classifier_mode": entry.get("mode", "grey")}
+        super().__init__(FIDELITY_NAME, {"features": "features", "logits": "logits"}, str(path), file_hash(path),
+                         info, data.spec.value_range, options.device, name=f"domain-classifier:{data.spec.name}")
+        self.num_classes = entry["num_classes"]

@@ -1,0 +1,52 @@
+"""Feeding our samples to torch-fidelity feature extractors.
+
+torch-fidelity's extractors take uint8 RGB batches ``[B, 3, H, W]`` (and resize internally: Inception to
+299 x 299 with its TF1-compatible bilinear resize). Samples in the data's value range are quantised to
+uint8 the way image files would be, ``round((x - lo) / (hi - lo) * 255)``; one channel (grey) is repeated
+to three; three channels pass as they are (for stacked digits each channel is one digit). uint8 input
+(image files, ADM reference batches) passes through unchanged.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def to_uint8_rgb(x: Tensor, value_range: tuple[float, float] | None) -> Tensor:
+    if x.dim() != 4:
+        raise ValueError(f"image metrics need image batches [B, C, H, W], got shape {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        if value_range is None:
+            raise ValueError("image metrics need the data's value_range to quantise samples to uint8")
+        lo, hi = value_range
+        x = ((x.float() - lo) * (255.0 / (hi - lo))).round_().clamp_(0, 255).to(torch.uint8)
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[1] != 3:
+        raise ValueError(f"image metrics take 1 or 3 channels, got {x.shape[1]}")
+    return x.contiguous()
+
+
+class FidelityExtractor:
+    """A registered torch-fidelity feature extractor applied to batches of our samples.
+
+    ``layers`` maps our layer names ("features", "logits") to the extractor's feature names."""
+
+    cache_reference = True
+
+    def __init__(self, fidelity_name: str, layers: dict[str, str], weights_path: str, weights_hash: str,
+                 info: dict, value_range, device: str = "cpu", name: str | None = None):
+        from torch_fidelity.utils import create_feature_extractor
+
+        self.name = name or fidelity_name
+        self.weights_hash, self.info, self.value_range = weights_hash, info, value_range
+        self.layers = layers
+        self.device = torch.device(device)
+        self.net = create_feature_extractor(fidelity_name, list(layers.values()), cuda=False,
+                                            feature_extractor_weights_path=weights_path, verbose=False)
+        self.net.to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        out = self.net.convert_features_tuple_to_dict(self.net(to_uint8_rgb(x, self.value_range).to(self.device)))
+        return {ours: out[theirs].float().cpu() for ours, theirs in self.layers.items()}
