@@ -8,7 +8,7 @@ path z_t = (1 - t) x + t eps (t = 0 data, t = 1 noise; ``methods.flow``'s conven
 
 whose total derivative is one Jacobian-vector product of u along the tangent (v, 0, 1) in (z, r, t).
 Training regresses u_theta onto the stop-gradient target u_tgt = v - clip(t - r, 0, 1) * jvp (Alg. 1)
-with ``torch.func.jvp``, the adaptive weight 1 / (||u - u_tgt||^2 + c)^p (p = 1, c = 0.01 in the
+with forward-mode AD (``meanflow_target``), the adaptive weight 1 / (||u - u_tgt||^2 + c)^p (p = 1, c = 0.01 in the
 authors' code), (t, r) from two logit-normal(-0.4, 1) draws ordered so that t >= r, and r = t on 75% of
 the rows (the flow-matching limit, u = v). Following the paper's best time conditioning (its Table 1
 ablations: (t, t - r)), the backbone's second time input ``r`` receives the interval h = t - r.
@@ -24,7 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from methods.base import BackboneIO, Batch, DataSpec, NFEError, per_image_noise
 from methods.cfg import (check_guidance, check_label_dropout, drop_labels, guided, passes_per_step,
@@ -35,8 +37,20 @@ from methods.registry import register_method
 
 def meanflow_target(u_fn, z: Tensor, r: Tensor, t: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
     """(u, u_tgt): the prediction u_fn(z, r, t) (differentiable) and the detached MeanFlow target
-    v - clip(t - r, 0, 1) * (v . d_z u + d_t u), the total derivative taken with one forward-mode JVP."""
-    u, dudt = torch.func.jvp(u_fn, (z, r, t), (v, torch.zeros_like(r), torch.ones_like(t)))
+    v - clip(t - r, 0, 1) * (v . d_z u + d_t u), the total derivative taken with one forward-mode JVP.
+
+    The JVP uses PyTorch's forward-mode AD with dual tensors (``torch.autograd.forward_ad``, the engine
+    under ``torch.func.jvp``): ``torch.func.jvp`` through a DistributedDataParallel model fails from the
+    second step on (DDP rebuilds its gradient buckets inside the functorch transform: "Cannot access
+    data pointer of Tensor that doesn't have storage"), dual tensors pass through DDP unchanged. Fused
+    attention kernels (flash, memory-efficient) have no forward-mode derivative, so attention runs on
+    the math backend inside the JVP (the DiT backbone calls ``scaled_dot_product_attention``)."""
+    with fwAD.dual_level(), sdpa_kernel(SDPBackend.MATH):
+        out = u_fn(fwAD.make_dual(z, v), fwAD.make_dual(r, torch.zeros_like(r)),
+                   fwAD.make_dual(t, torch.ones_like(t)))
+        u, dudt = fwAD.unpack_dual(out)
+    if dudt is None:                        # u does not depend on (z, t) at all
+        dudt = torch.zeros_like(u)
     return u, (v - bcast((t - r).clamp(0.0, 1.0), v) * dudt).detach()
 
 

@@ -9,6 +9,7 @@ from bench.config import compose_config, prepare
 from methods.backbones import build_backbone
 from methods.harness.dist import DistEnv
 from methods.harness.trainer import Trainer, TrainConfig
+from tests.test_resume import _assert_bitwise_equal
 
 CASES = [
     ("flow", ["method.time_dist=logit_normal"]),
@@ -37,9 +38,6 @@ def test_resume_is_bitwise_exact(method, extra, tmp_path):
     train(method, extra, 3, tmp_path / "split")              # "killed" after the step-3 checkpoint
     resumed = train(method, extra, 6, tmp_path / "split")
     assert resumed.resumes == 1 and resumed.step == 6
-    for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values()):
-        assert torch.equal(a, b), name
-    for a, b in zip(whole.ema.state_dict().values(), resumed.ema.state_dict().values()):
-        assert torch.equal(a, b)
+    _assert_bitwise_equal(whole.state(), resumed.state())       # weights, EMA and AdamW moments
     moved = train(method, extra, 6, tmp_path / "other_seed", seed=4)
     assert not torch.equal(next(iter(moved.net.state_dict().values())), next(iter(whole.net.state_dict().values())))
