@@ -54,3 +54,6 @@ def _import_builtins() -> None:
     """Import the modules that register the built-in methods and backbones."""
     import methods.backbones  # noqa: F401
     import methods.drifting.method  # noqa: F401
+    import methods.diffusion  # noqa: F401
+    import methods.flow  # noqa: F401
+    import methods.meanflow  # noqa: F401

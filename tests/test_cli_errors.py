@@ -65,7 +65,7 @@ def test_changed_training_config_is_refused_with_a_diff_and_tag_makes_a_new_run(
     proc = run_bench(*FAST, "train.lr=0.002", results=results, check=False)
     assert proc.returncode != 0
     line = proc.stderr.strip().splitlines()[-1]
-    assert "exists with another training config (train.lr: 0.001 -> 0.002)" in line and "tag=NAME" in line
+    assert "exists with another training config (train.lr: 0.003 -> 0.002)" in line and "tag=NAME" in line
     assert record.read_bytes() == before
     run_bench(*FAST, "train.lr=0.002", "tag=lr2", results=results)
     assert (results / "records" / "drifting-ring8-mlp-s0-lr2.json").exists()
