@@ -8,15 +8,10 @@ Because the network is called on 2B rows, ``bench.sampling.NFECounter`` counts a
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
 from methods.base import NFEError, StepRandom
-
-# (net, x, cond) -> prediction: how a method calls its network with a condition dict.
-NetCall = Callable[[nn.Module, Tensor, dict[str, Tensor]], Tensor]
 
 
 def drop_labels(y: Tensor, p: float, null_label: int, random: StepRandom) -> Tensor:
