@@ -50,6 +50,7 @@ class TopConfig:
     tag: str | None = None
     device: str = "auto"
     results_dir: str = "results"
+    task: str = "train"                # train | pretrain_encoder (bench/pretrain.py)
 
 
 @dataclass
@@ -142,7 +143,13 @@ def prepare(cfg: DictConfig) -> RunSpec:
     """Validate everything about a composed config and build the method and data (no training)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.pop("hydra", None)
-    top = typed("", TopConfig, {k: plain[k] for k in ("seed", "tag", "device", "results_dir")})
+    top = typed("", TopConfig, {k: plain[k] for k in ("seed", "tag", "device", "results_dir", "task")})
+    if top.task == "pretrain_encoder":
+        from bench.pretrain import prepare_pretrain
+        return prepare_pretrain(plain, top)
+    if top.task != "train":
+        raise ConfigError(f"task must be train or pretrain_encoder, got '{top.task}'")
+    plain.pop("encoder", None)         # the encoder group configures task=pretrain_encoder only
     train = typed("train", TrainConfig, plain["train"])
     ev = typed("eval", EvalConfig, plain["eval"])
     m_cls = _build("method", method_class, plain["method"]["name"])
@@ -158,6 +165,10 @@ def prepare(cfg: DictConfig) -> RunSpec:
     _build("train", train.validate, world)
     if hasattr(method, "check_batch"):
         _build("method", method.check_batch, train.batch_size // world)
+    if hasattr(method, "check_data"):
+        _build("method", method.check_data, data.spec)
+    if hasattr(method, "resolved_config"):     # e.g. the hash of a referenced checkpoint
+        plain["method"].update(method.resolved_config())
 
     nfes = ev.nfe if ev.nfe is not None else method.default_nfe()
     ema_names = ["raw"] + [f"ema_{d:g}" for d in train.ema]

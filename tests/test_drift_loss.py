@@ -224,3 +224,20 @@ def test_bad_inputs_fail_clearly(bad, msg):
     args.update(bad)
     with pytest.raises(ValueError, match=msg):
         drift_loss(**args)
+
+
+def test_segments_equal_separate_calls():
+    """Several keys of equal D in one call (segments) = one call per key (own S and lambdas)."""
+    xa, pa, na, kwa = _inputs(torch.float64, g=3, seed=9)
+    xb, pb, nb, kwb = _inputs(torch.float64, g=4, seed=10)
+    xb = (xb * 5).detach().requires_grad_()
+    la, ia = drift_loss(xa, pa, na, **kwa)
+    lb, ib = drift_loss(xb, pb * 5, nb * 5, **kwb)
+    cat = lambda k: torch.cat([kwa[k], kwb[k]])  # noqa: E731
+    seg = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    l, info = drift_loss(torch.cat([xa, xb]), torch.cat([pa, pb * 5]), torch.cat([na, nb * 5]), w_gen=cat("w_gen"),
+                         w_pos=cat("w_pos"), w_neg=cat("w_neg"), segments=seg, num_segments=2,
+                         opts=DriftLossOptions(max_elements=12 * 27 * 2))
+    assert torch.allclose(l, torch.cat([la, lb]), rtol=1e-10)
+    for key in ia:
+        assert torch.allclose(info[key], torch.stack([ia[key], ib[key]]), rtol=1e-10)

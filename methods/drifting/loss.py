@@ -34,7 +34,8 @@ Choices of ours, documented where they deviate from a literal transcription:
   lambda are all-reduced, so N processes compute the same S and lambda as one process with the whole
   batch; without it they are per-process (an approximation with a batch N times smaller).
 - Groups are processed in chunks bounded by ``max_elements`` entries of the [groups, N, targets]
-  distance matrix, so memory stays bounded as classes x locations grow; results do not depend on it.
+  distance matrix, so memory stays bounded as classes x locations grow; results do not depend on it
+  (default: 2^22 entries on CPUs, where cache-sized blocks are also faster, 2^26 on GPUs).
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class DriftLossOptions:
     self_mask: float = 100.0             # added to the (normalised) self distance
     scale_floor: float = 1e-3            # clamp of S and of S / sqrt(D)
     drift_floor: float = 1e-8            # clamp of mean(V^2) before the sqrt
-    max_elements: int = 1 << 25          # chunk bound on groups x N x targets (memory)
+    max_elements: int | None = None      # chunk bound on groups x N x targets; None: 2^22 CPU, 2^26 CUDA
 
     def validate(self) -> None:
         if self.kernel_norm not in KERNEL_NORMS:
@@ -73,17 +74,8 @@ class DriftLossOptions:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.attraction == 0 and self.repulsion == 0:
             raise ValueError("attraction and repulsion cannot both be 0")
-        if self.max_elements < 1:
+        if self.max_elements is not None and self.max_elements < 1:
             raise ValueError(f"max_elements must be >= 1, got {self.max_elements}")
-
-
-def affinity(logits: Tensor, kernel_norm: str, clamp: float) -> Tensor:
-    """Normalised kernel on logits ``[G, N, T]``, floored at ``sqrt(clamp)`` (release: sqrt(clip(., 1e-6)))."""
-    if kernel_norm == "xy":
-        prod = logits.softmax(dim=-1) * logits.softmax(dim=-2)
-        return prod.clamp_min(clamp).sqrt() if clamp > 0 else prod.sqrt()
-    a = logits.softmax(dim=-1) if kernel_norm == "y" else logits.exp()
-    return a.clamp_min(math.sqrt(clamp)) if clamp > 0 else a
 
 
 def _check(gen: Tensor, other: Tensor, w: Tensor | None, what: str) -> None:
@@ -93,7 +85,9 @@ def _check(gen: Tensor, other: Tensor, w: Tensor | None, what: str) -> None:
         raise ValueError(f"drift_loss: weights of {what} must be {list(other.shape[:2])}, got {list(w.shape)}")
 
 
-def _chunks(g: int, per_group: int, max_elements: int) -> list[slice]:
+def _chunks(g: int, per_group: int, max_elements: int | None, device: torch.device) -> list[slice]:
+    if max_elements is None:       # cache-sized blocks on CPUs; few large launches on GPUs
+        max_elements = 1 << (26 if device.type == "cuda" else 22)
     step = max(1, max_elements // max(1, per_group))
     return [slice(i, min(i + step, g)) for i in range(0, g, step)]
 
@@ -101,7 +95,8 @@ def _chunks(g: int, per_group: int, max_elements: int) -> list[slice]:
 def drift_loss(gen: Tensor, pos: Tensor, neg: Tensor | None = None, w_gen: Tensor | None = None,
                w_pos: Tensor | None = None, w_neg: Tensor | None = None,
                temperatures: tuple[float, ...] = (0.02, 0.05, 0.2), opts: DriftLossOptions | None = None,
-               all_reduce: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+               all_reduce: Callable[[Tensor], Tensor] | None = None,
+               segments: Tensor | None = None, num_segments: int = 1) -> tuple[Tensor, dict[str, Tensor]]:
     """Production drifting loss per group.
 
     Args:
@@ -110,10 +105,13 @@ def drift_loss(gen: Tensor, pos: Tensor, neg: Tensor | None = None, w_gen: Tenso
         w_gen, w_pos, w_neg: target weights ``[G, N]``, ``[G, P]``, ``[G, M]`` (default 1).
         temperatures: the taus whose normalised drifts are summed.
         opts: switches (``DriftLossOptions``); all_reduce: sums a tensor over processes (see module doc).
+        segments: optional ``[G]`` index in ``[0, num_segments)``: groups of different segments get their own
+            S and lambdas, exactly as separate calls would (several feature keys of equal D in one call).
     Returns:
         ``loss [G]`` and ``info``: ``scale`` (S) and, per tau, ``drift_sq/{tau}`` (un-normalised mean-square
         drift per coordinate, the release's ``loss_{tau}``), ``attract_sq/{tau}`` and ``repel_sq/{tau}`` (the
-        same for the attraction and repulsion terms alone); all detached scalars.
+        same for the attraction and repulsion terms alone); detached scalars, or ``[num_segments]`` tensors
+        when ``segments`` is given.
     """
     opts = opts or DriftLossOptions()
     opts.validate()
@@ -131,15 +129,25 @@ def drift_loss(gen: Tensor, pos: Tensor, neg: Tensor | None = None, w_gen: Tenso
     _check(gen, neg, w_neg, "neg")
     if w_gen is not None and tuple(w_gen.shape) != (g, n):
         raise ValueError(f"drift_loss: w_gen must be [{g}, {n}], got {list(w_gen.shape)}")
-    ones = lambda t: torch.ones(t.shape[:2], device=gen.device, dtype=dtype)  # noqa: E731
+    if pos.shape[1] < 1:
+        raise ValueError("drift_loss: pos must hold at least one positive per group")
+    seg = torch.zeros(g, dtype=torch.long, device=gen.device) if segments is None else segments.to(gen.device)
+    if tuple(seg.shape) != (g,) or (g and (int(seg.min()) < 0 or int(seg.max()) >= num_segments)):
+        raise ValueError(f"drift_loss: segments must be [G={g}] indices in [0, {num_segments})")
     with torch.no_grad():
         x = gen.detach().to(dtype)
-        targets = torch.cat([x, neg.to(dtype), pos.to(dtype)], dim=1)
-        weights = torch.cat([ones(gen) if w_gen is None else w_gen.to(dtype),
-                             ones(neg) if w_neg is None else w_neg.to(dtype),
-                             ones(pos) if w_pos is None else w_pos.to(dtype)], dim=1)
-        goal, inv_scale, info = _goal(x, targets, weights, n + neg.shape[1], temperatures, opts, all_reduce)
+        neg_t = torch.cat([x, neg.to(dtype)], dim=1)                       # negatives: [gen (sg), neg]
+        w_neg_t = None
+        if w_gen is not None or w_neg is not None:
+            w_neg_t = torch.cat([torch.ones(g, n, dtype=dtype, device=x.device) if w_gen is None else w_gen.to(dtype),
+                                 torch.ones(neg.shape[:2], dtype=dtype, device=x.device) if w_neg is None
+                                 else w_neg.to(dtype)], dim=1)
+        w_pos_t = None if w_pos is None else w_pos.to(dtype)
+        goal, inv_scale, info = _goal(x, neg_t, pos.to(dtype), w_neg_t, w_pos_t, temperatures, opts, all_reduce,
+                                      seg, num_segments)
     diff = gen.to(dtype) * inv_scale - goal
+    if segments is None:
+        info = {k: v[0] for k, v in info.items()}
     return diff.pow(2).mean(dim=(1, 2)), info
 
 
@@ -147,58 +155,118 @@ def _distances(x: Tensor, targets: Tensor) -> Tensor:
     return pairwise_distance(x, targets).clamp_min(DIST_FLOOR)
 
 
-def _goal(x: Tensor, targets: Tensor, weights: Tensor, n_neg: int, temperatures, opts: DriftLossOptions,
-          all_reduce) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """The stop-gradient goal in scaled coordinates, 1/s, and the diagnostics."""
-    g, n, d = x.shape
-    n_t = targets.shape[1]
-    chunks = _chunks(g, n * n_t, opts.max_elements)
-    reduce = all_reduce or (lambda t: t)
-    cached = _distances(x, targets) if len(chunks) == 1 else None
+def _group_weighted_sum(dist: Tensor, w: Tensor | None) -> Tensor:
+    """``[G]``: sum_{i,j} dist[g,i,j] w[g,j] (w None: all ones), without a [G, N, T] temporary."""
+    col = dist.sum(dim=1)
+    return (col if w is None else col * w).sum(-1)
 
-    # Distance scale S over all groups (and processes): sum(d * w) / (N * sum(w)).
+
+def _logsumexp(x: Tensor, dim: int) -> Tensor:
+    """logsumexp for finite inputs (no infinity handling: logits here are finite)."""
+    m = x.amax(dim, keepdim=True)
+    return (x - m).exp_().sum(dim, keepdim=True).log_().add_(m)
+
+
+def _normalised_affinities(l_neg: Tensor, l_pos: Tensor, kernel_norm: str, clamp: float) -> None:
+    """In place: logits of the negative and positive columns -> affinities of the joint kernel.
+
+    ``xy``: sqrt(softmax_row * softmax_col) = exp(l - lse_row / 2 - lse_col / 2), the row softmax over
+    the concatenated columns [negatives | positives] (Alg. 2), the column softmax over generated samples.
+    """
+    if kernel_norm in ("xy", "y"):
+        m = torch.maximum(l_neg.amax(-1, keepdim=True), l_pos.amax(-1, keepdim=True))
+        row = ((l_neg - m).exp_().sum(-1, keepdim=True) + (l_pos - m).exp_().sum(-1, keepdim=True)).log_().add_(m)
+        for lg in (l_neg, l_pos):
+            if kernel_norm == "xy":
+                col = _logsumexp(lg, -2)
+                lg.sub_(row * 0.5).sub_(col * 0.5)
+            else:
+                lg.sub_(row)
+    for lg in (l_neg, l_pos):
+        lg.exp_()
+        if clamp > 0:
+            lg.clamp_min_(math.sqrt(clamp))
+
+
+def _segment_sum(values: Tensor, seg: Tensor, k: int) -> Tensor:
+    """``[..., G]`` -> ``[..., k]`` sums over the groups of each segment."""
+    out = values.new_zeros(*values.shape[:-1], k)
+    return out.index_add_(-1, seg, values)
+
+
+def _goal(x: Tensor, neg: Tensor, pos: Tensor, w_neg: Tensor | None, w_pos: Tensor | None, temperatures,
+          opts: DriftLossOptions, all_reduce, seg: Tensor, k: int) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """The stop-gradient goal in scaled coordinates, 1/s per group ``[G, 1, 1]``, and ``[k]`` diagnostics.
+
+    ``neg`` = [gen, extra negatives] (self pairs on its leading diagonal), ``pos``: positives; weights None
+    mean all ones. Every sum behind S and lambda is per segment (and all-reduced over processes).
+    """
+    g, n, d = x.shape
+    chunks = _chunks(g, n * (neg.shape[1] + pos.shape[1]), opts.max_elements, x.device)
+    reduce = all_reduce or (lambda t: t)
+    cache = {}
+
+    def dists(i: int, sl: slice) -> tuple[Tensor, Tensor]:
+        if i in cache:
+            return cache.pop(i)
+        return _distances(x[sl], neg[sl]), _distances(x[sl], pos[sl])
+
+    # Distance scale S per segment over all its groups (and processes): sum(d * w) / (N * sum(w)).
     if opts.normalize_distance:
-        num = x.new_zeros(())
-        for sl in chunks:
-            dist = cached if cached is not None else _distances(x[sl], targets[sl])
-            num = num + (dist * weights[sl, None, :]).sum()
-        sums = reduce(torch.stack([num, weights.sum()]))
+        num = x.new_zeros(g)
+        for i, sl in enumerate(chunks):
+            dn, dp = dists(i, sl)
+            if len(chunks) == 1:
+                cache[i] = (dn, dp)
+            num[sl] = _group_weighted_sum(dn, None if w_neg is None else w_neg[sl]) \
+                + _group_weighted_sum(dp, None if w_pos is None else w_pos[sl])
+        den = (w_neg.sum(-1) if w_neg is not None else x.new_full((g,), float(neg.shape[1]))) \
+            + (w_pos.sum(-1) if w_pos is not None else x.new_full((g,), float(pos.shape[1])))
+        sums = reduce(_segment_sum(torch.stack([num, den]), seg, k))
         scale = sums[0] / (n * sums[1]).clamp_min(torch.finfo(x.dtype).tiny)
-        coord_scale = (scale / math.sqrt(d)).clamp_min(opts.scale_floor)
-        dist_scale = scale.clamp_min(opts.scale_floor)
+        coord_scale = (scale / math.sqrt(d)).clamp_min(opts.scale_floor)[seg, None, None]
+        dist_scale = scale.clamp_min(opts.scale_floor)[seg, None, None]
     else:
-        scale = coord_scale = dist_scale = x.new_ones(())
-    xs, ts = x / coord_scale, targets / coord_scale
-    eye = torch.eye(n, n_t, device=x.device, dtype=x.dtype) * opts.self_mask
+        scale = x.new_ones(k)
+        coord_scale = dist_scale = x.new_ones(g, 1, 1)
+    xs, neg_s, pos_s = x / coord_scale, neg / coord_scale, pos / coord_scale
+    eye = torch.eye(n, neg.shape[1], device=x.device, dtype=x.dtype) * opts.self_mask
 
     n_tau = len(temperatures)
     forces = [torch.empty_like(x) for _ in temperatures]
-    sums = x.new_zeros(3 * n_tau)            # per tau: sum V^2, sum V+^2, sum V-^2
-    for sl in chunks:
-        dist = cached if cached is not None else _distances(x[sl], targets[sl])
-        dist_n = dist / dist_scale + eye
-        w = weights[sl, None, :]
-        for k, tau in enumerate(temperatures):
-            a = affinity(-dist_n / tau, opts.kernel_norm, opts.affinity_clamp) * w
-            a_neg, a_pos = a[..., :n_neg], a[..., n_neg:]
-            coef_pos = a_pos * a_neg.sum(-1, keepdim=True) * opts.attraction
-            coef_neg = a_neg * a_pos.sum(-1, keepdim=True) * -opts.repulsion
-            coef = torch.cat([coef_neg, coef_pos], dim=-1)
-            f = coef @ ts[sl] - coef.sum(-1, keepdim=True) * xs[sl]
-            attract = coef_pos @ ts[sl, n_neg:] - coef_pos.sum(-1, keepdim=True) * xs[sl]
-            forces[k][sl] = f
-            sums[3 * k] += f.pow(2).sum()
-            sums[3 * k + 1] += attract.pow(2).sum()
-            sums[3 * k + 2] += (f - attract).pow(2).sum()
-    count = x.new_tensor([float(g * n * d)])
-    sums = reduce(torch.cat([sums, count]))
-    mean_sq = sums[:-1] / sums[-1]
+    sq = x.new_zeros(3 * n_tau, g)           # per tau: sum V^2, sum V+^2, sum V-^2 of each group
+    for i, sl in enumerate(chunks):
+        dn, dp = dists(i, sl)
+        dn = dn.div_(dist_scale[sl]).add_(eye)
+        dp = dp.div_(dist_scale[sl])
+        for t, tau in enumerate(temperatures):
+            a_neg, a_pos = dn * (-1.0 / tau), dp * (-1.0 / tau)
+            _normalised_affinities(a_neg, a_pos, opts.kernel_norm, opts.affinity_clamp)
+            if w_neg is not None:
+                a_neg.mul_(w_neg[sl, None, :])
+            if w_pos is not None:
+                a_pos.mul_(w_pos[sl, None, :])
+            s_neg, s_pos = a_neg.sum(-1, keepdim=True), a_pos.sum(-1, keepdim=True)
+            # Cross-weighting: coefficients A_pos * rowsum(A_neg) and -A_neg * rowsum(A_pos) (Alg. 2).
+            attract = torch.baddbmm(s_pos * xs[sl], a_pos, pos_s[sl], beta=-1).mul_(s_neg * opts.attraction)
+            repel = torch.baddbmm(s_neg * xs[sl], a_neg, neg_s[sl], beta=-1).mul_(s_pos * opts.repulsion)
+            f = attract - repel
+            forces[t][sl] = f
+            sq[3 * t, sl] = f.pow(2).sum((1, 2))
+            sq[3 * t + 1, sl] = attract.pow(2).sum((1, 2))
+            sq[3 * t + 2, sl] = repel.pow(2).sum((1, 2))
+    count = x.new_full((1, g), float(n * d))
+    sums = reduce(_segment_sum(torch.cat([sq, count]), seg, k))
+    mean_sq = sums[:-1] / sums[-1:].clamp_min(1.0)
     info: dict[str, Tensor] = {"scale": scale.detach()}
     drift = torch.zeros_like(x)
-    for k, tau in enumerate(temperatures):
-        ms = mean_sq[3 * k]
+    for t, tau in enumerate(temperatures):
+        ms = mean_sq[3 * t]
         info[f"drift_sq/{tau:g}"] = ms
-        info[f"attract_sq/{tau:g}"] = mean_sq[3 * k + 1]
-        info[f"repel_sq/{tau:g}"] = mean_sq[3 * k + 2]
-        drift = drift + (forces[k] / ms.clamp_min(opts.drift_floor).sqrt() if opts.normalize_drift else forces[k])
+        info[f"attract_sq/{tau:g}"] = mean_sq[3 * t + 1]
+        info[f"repel_sq/{tau:g}"] = mean_sq[3 * t + 2]
+        if opts.normalize_drift:
+            drift += forces[t] / ms.clamp_min(opts.drift_floor).sqrt()[seg, None, None]
+        else:
+            drift += forces[t]
     return xs + drift, 1.0 / coord_scale, info
