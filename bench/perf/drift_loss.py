@@ -47,14 +47,14 @@ def looped_feature_loss(gen, pos, unc, classes, w_unc, temperatures=(0.02, 0.05,
             uc = unc[key][c * m:(c + 1) * m].transpose(0, 1)
             pc = pos[key][c * (pos[key].shape[0] // classes):(c + 1) * (pos[key].shape[0] // classes)].transpose(0, 1)
             targets = torch.cat([gc.detach(), uc, pc], 1)
-            w = torch.cat([torch.ones(n), torch.full((m,), float(w_unc[c])), torch.ones(pc.shape[1])])
+            w = torch.cat([torch.ones(n), torch.full((m,), float(w_unc[c])), torch.ones(pc.shape[1])]).to(g)
             per_class.append((gc, targets, w))
         with torch.no_grad():
             num = sum((pairwise_distance(gc.detach(), t).clamp_min(1e-4) * w).sum() for gc, t, w in per_class)
             den = sum(w.sum() * l for _, _, w in per_class)
             scale = num / (n * den)
             cs, ds = (scale / d ** 0.5).clamp_min(1e-3), scale.clamp_min(1e-3)
-            forces, sq = [], torch.zeros(len(temperatures))
+            forces, sq = [], g.new_zeros(len(temperatures))
             for gc, t, w in per_class:
                 dist = pairwise_distance(gc.detach(), t).clamp_min(1e-4) / ds
                 dist[:, torch.arange(n), torch.arange(n)] += 100.0
