@@ -52,6 +52,8 @@ class Drifting:
         max_elements: int | None = None     # production: chunk bound (memory); null: by device
         sync_scales: bool = True            # all-reduce S and lambda over processes (DDP)
         group_size: int | None = None       # unconditional: samples per group; null: the local batch
+        collapse_to: list[float] | None = None   # unconditional: start collapsed onto this point (Fig. 3)
+        collapse_steps: int = 300           # Adam steps of the collapsing pre-fit
         # class-conditional path (conditional.py)
         conditional: bool = False
         classes_per_step: int = 8           # N_c labels per step (per process)
@@ -98,6 +100,8 @@ class Drifting:
             (c.loss == "production" or (c.attraction, c.repulsion, c.affinity_clamp) == (1.0, 1.0, 1e-6)
              and c.normalize_distance and c.normalize_drift,
              "method.attraction/repulsion/affinity_clamp/normalize_* apply to loss=production; set method.loss=production"),
+            (c.collapse_to is None or not c.conditional, "method.collapse_to applies to unconditional generators"),
+            (c.collapse_steps >= 1, f"method.collapse_steps must be >= 1, got {c.collapse_steps}"),
             (not c.conditional or c.loss == "production",
              "method.conditional=true uses the production loss; set method.loss=production"),
         ]
@@ -116,11 +120,16 @@ class Drifting:
 
     def check_data(self, spec: DataSpec) -> None:
         """Fail before training when the data or the encoder checkpoint do not fit (one line)."""
+        n = torch.Size(spec.shape).numel()
+        if self.cfg.collapse_to is not None and len(self.cfg.collapse_to) != n:
+            raise ValueError(f"method.collapse_to must have {n} values for data '{spec.name}', got {self.cfg.collapse_to}")
         if self.cond_step is not None:
             self.cond_step.check_data(spec, MAKE_ENCODER.format(data=spec.name))
 
     def build(self, backbone: nn.Module, spec: DataSpec) -> nn.Module:
         self.spec = spec
+        if self.cfg.collapse_to is not None:
+            collapse(backbone, self.noise_shape(spec), self.cfg.collapse_to, self.cfg.collapse_steps)
         if self.cond_step is not None:
             self.cond_step.bind(spec, how_to_make=MAKE_ENCODER.format(data=spec.name))
         return backbone
@@ -193,6 +202,19 @@ class Drifting:
     def load_state_dict(self, state: dict) -> None:
         if self.cond_step is not None:
             self.cond_step.load_state_dict(state)
+
+
+def collapse(net: nn.Module, noise_shape: tuple[int, ...], point: list[float],
+             steps: int, batch: int = 256) -> None:
+    """Fit the generator to output ``point`` for every noise (MSE, Adam 1e-3): the collapsed initialisation of
+    the paper's Fig. 3 (bottom). Uses the torch RNG, seeded by the run before the network is built."""
+    target = torch.tensor(point, dtype=torch.float32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(steps):
+        loss = (net(torch.randn(batch, *noise_shape)).flatten(1) - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def style_indices(seeds: Tensor, n: int, codebook: int) -> Tensor:
