@@ -182,6 +182,8 @@ def prepare(cfg: DictConfig) -> RunSpec:
     d_cfg = typed("data", d_entry.config, plain["data"])
     method = _build("method", m_cls, m_cfg)
     data = _build("data", d_entry.build, d_cfg)
+    if hasattr(method, "configure_backbone"):  # e.g. drifting feeds style indices to generators with them
+        method.configure_backbone(plain["model"])
     with torch.device("meta"):   # the backbone fits the data (e.g. DiT patch size); no memory, no init cost
         _build("model", build_backbone, plain["model"], method.backbone_io(data.spec))
     _, world, local_rank = env_rank_world()

@@ -133,3 +133,15 @@ def test_bad_configs_fail_in_one_line(tmp_path, bad, msg):
     with pytest.raises(ConfigError, match=msg) as e:
         _spec(tmp_path, *bad)
     assert "\n" not in str(e.value)
+
+
+def test_dit_generator_gets_style_tokens_and_alpha(tmp_path, encoder_dir):
+    """With the paper's generator (model=dit_digits) the style indices are fed automatically."""
+    spec = _spec(encoder_dir, "method=drifting", "data=digits", "model=dit_digits", "train.steps=2", "tag=dit",
+                 "eval.guidance=[1.0,3.0]", *SMALL)
+    assert spec.method.backbone_io(spec.data.spec).cond == ("y", "alpha", "style")
+    rec = json.loads(execute(spec).read_text())
+    assert [e["nfe_measured"] for e in rec["evals"]] == [1, 1]
+    assert spec.method.cond_step.style_shape == (32, 64)
+    no_style = _spec(encoder_dir, "method=drifting", "data=digits", "model=dit_digits", "method.style=false", *SMALL)
+    assert no_style.method.backbone_io(no_style.data.spec).cond == ("y", "alpha")

@@ -44,7 +44,6 @@ class ConditionalStep:
             (cfg.class_queue >= 1 and cfg.global_queue >= 1, "method.class_queue and method.global_queue must be >= 1"),
             (cfg.encoder_path is not None or cfg.raw_loss,
              "method.raw_loss=false needs a feature encoder: set method.encoder_path"),
-            (cfg.style_tokens >= 0 and cfg.style_codebook >= 1, "method.style_tokens must be >= 0 and style_codebook >= 1"),
             (all(s >= 2 for s in cfg.patch_sizes), f"method.patch_sizes must be >= 2, got {cfg.patch_sizes}"),
         ]
         for ok, msg in checks:
@@ -56,9 +55,12 @@ class ConditionalStep:
         self.encoder_header: dict | None = None
         self.queues: SampleQueues | None = None
         self._pending_state: dict | None = None
+        self.style_shape: tuple[int, int] | None = None
+        self.wants_style = False
 
-    def backbone_io(self, spec: DataSpec, noise_shape: tuple[int, ...]) -> BackboneIO:
-        cond = ("y",) + (("alpha",) if self.cfg.cfg else ()) + (("style",) if self.cfg.style_tokens else ())
+    def backbone_io(self, spec: DataSpec, noise_shape: tuple[int, ...], style: bool) -> BackboneIO:
+        self.wants_style = style
+        cond = ("y",) + (("alpha",) if self.cfg.cfg else ()) + (("style",) if style else ())
         return BackboneIO(in_shape=noise_shape, out_shape=spec.shape, cond=cond, num_classes=spec.num_classes)
 
     def check_data(self, spec: DataSpec, how_to_make: str) -> None:
@@ -78,8 +80,12 @@ class ConditionalStep:
             return {}
         return {"encoder_sha256": self.encoder_header["sha256"]}
 
-    def bind(self, spec: DataSpec, how_to_make: str) -> None:
+    def bind(self, spec: DataSpec, how_to_make: str, style_shape: tuple[int, int] | None = None) -> None:
+        """Attach to the data and the built backbone (``style_shape``: (tokens, codebook) of its style input)."""
         self.check_data(spec, how_to_make)
+        if self.wants_style and style_shape is None:
+            raise ValueError("the generator was asked for style indices but exposes no style_shape")
+        self.style_shape = tuple(style_shape) if self.wants_style else None
         self.num_classes = spec.num_classes
         self.queues = SampleQueues(spec.num_classes, self.cfg.class_queue, self.cfg.global_queue)
         if self._pending_state is not None:
@@ -106,8 +112,9 @@ class ConditionalStep:
         cond = {"y": labels.repeat_interleave(ng)}
         if c.cfg:
             cond["alpha"] = alpha.to(dev).repeat_interleave(ng)
-        if c.style_tokens:
-            cond["style"] = torch.randint(c.style_codebook, (nc * ng, c.style_tokens)).to(dev)
+        if self.style_shape is not None:
+            n_style, codebook = self.style_shape
+            cond["style"] = torch.randint(codebook, (nc * ng, n_style)).to(dev)
         noise = torch.randn(nc * ng, *noise_shape).to(dev)
         gen = net(noise, cond)
 

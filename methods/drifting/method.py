@@ -71,8 +71,7 @@ class Drifting:
         encoder_sha256: str | None = None   # expected hash; null: recorded from the file
         raw_loss: bool = True               # also drift the raw flattened output ("global" key)
         patch_sizes: list[int] = field(default_factory=lambda: [2, 4])
-        style_tokens: int = 0               # random style indices fed to the generator (DiT: 32)
-        style_codebook: int = 64
+        style: bool = True                  # feed random style indices (A.2) when the generator takes them
         log_keys: bool = False              # log diagnostics of every feature key, not only means
 
     def __init__(self, cfg: "Drifting.Config"):
@@ -85,6 +84,7 @@ class Drifting:
                                      normalize_drift=cfg.normalize_drift, max_elements=cfg.max_elements)
         self.opts.validate()
         self.cond_step = None
+        self.model_style = False
         if cfg.conditional:
             from methods.drifting.conditional import ConditionalStep
             self.cond_step = ConditionalStep(cfg, self.opts)
@@ -110,13 +110,18 @@ class Drifting:
                 raise ValueError(msg)
 
     # -- shapes and conditioning ----------------------------------------------------------------------
+    def configure_backbone(self, model: dict) -> None:
+        """Called with the model config before the backbone is built: a generator whose config has
+        ``n_style_tokens > 0`` (the DiT) gets random style indices when ``method.style`` is on."""
+        self.model_style = self.cfg.style and int(model.get("n_style_tokens", 0) or 0) > 0
+
     def noise_shape(self, spec: DataSpec) -> tuple[int, ...]:
         return spec.shape if self.cfg.noise_dim is None else (self.cfg.noise_dim,)
 
     def backbone_io(self, spec: DataSpec) -> BackboneIO:
         if self.cond_step is None:
             return BackboneIO(in_shape=self.noise_shape(spec), out_shape=spec.shape)
-        return self.cond_step.backbone_io(spec, self.noise_shape(spec))
+        return self.cond_step.backbone_io(spec, self.noise_shape(spec), self.model_style)
 
     def check_data(self, spec: DataSpec) -> None:
         """Fail before training when the data or the encoder checkpoint do not fit (one line)."""
@@ -131,7 +136,8 @@ class Drifting:
         if self.cfg.collapse_to is not None:
             collapse(backbone, self.noise_shape(spec), self.cfg.collapse_to, self.cfg.collapse_steps)
         if self.cond_step is not None:
-            self.cond_step.bind(spec, how_to_make=MAKE_ENCODER.format(data=spec.name))
+            self.cond_step.bind(spec, how_to_make=MAKE_ENCODER.format(data=spec.name),
+                                style_shape=getattr(backbone, "style_shape", None))
         return backbone
 
     def resolved_config(self) -> dict:
@@ -179,8 +185,8 @@ class Drifting:
         cond = {"y": y.to(device)}
         if self.cfg.cfg:
             cond["alpha"] = torch.full((len(y),), float(guidance), device=device)
-        if self.cfg.style_tokens:
-            cond["style"] = style_indices(noise_seeds, self.cfg.style_tokens, self.cfg.style_codebook).to(device)
+        if self.cond_step.style_shape is not None:
+            cond["style"] = style_indices(noise_seeds, *self.cond_step.style_shape).to(device)
         return net(noise, cond)
 
     def default_nfe(self) -> list[int]:
