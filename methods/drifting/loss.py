@@ -26,6 +26,17 @@ module follows the release: mask 100 on normalised distances (paper: 1e6 on raw 
 (not in the paper), the S clamp on both S and S/sqrt(D), the joint scale over all groups, and the
 coordinate rescaling by S/sqrt(D) (the paper's phi/S_j) with tau applied to S-normalised distances.
 
+Ablation switches (not in the release, defined here): ``attraction``/``repulsion`` scale the two
+cross-weighted terms, ``V = a V+ - r V-`` (Table 1; with drift normalisation only the ratio a/r matters,
+``repulsion: 0`` is attraction only); ``kernel_norm`` ``y`` (row softmax) and ``none`` (raw kernel
+``exp(-d / tau)``) of Table 11, floored at ``sqrt(affinity_clamp)`` like the default.
+
+Measured caveat of the affinity floor (``python -m bench.claims.drifting_toys clamp``): on 2-D data most
+pairs are far apart, their true affinities vanish and the floor (1e-3 for each of hundreds of targets)
+outweighs them, so the field becomes a pull towards the mean of the positives; ring8 and grid25 collapse
+to the centre with it, at group size 64 as with the whole batch, and train normally with
+``affinity_clamp=0``. In the release's high-dimensional feature spaces typical affinities are ~1e-2.
+
 Choices of ours, documented where they deviate from a literal transcription:
 - Distances are ``max(||x - y||, 1e-4)`` computed by ``torch.cdist`` (the release: ``sqrt(max(|x|^2 +
   |y|^2 - 2 x.y, 1e-8))``; the same function up to the cancellation error of the expanded form).
@@ -33,6 +44,10 @@ Choices of ours, documented where they deviate from a literal transcription:
   the global batch. With ``all_reduce`` (a function summing a tensor over processes) the sums behind S and
   lambda are all-reduced, so N processes compute the same S and lambda as one process with the whole
   batch; without it they are per-process (an approximation with a batch N times smaller).
+- ``xy`` is computed as ``exp(l - lse_row / 2 - lse_col / 2)``, the same number as
+  ``sqrt(softmax_row * softmax_col)`` with fewer passes over memory.
+- ``segments`` lets several feature keys of equal width share one call, each with its own S and lambdas
+  (the same numbers as separate calls; ``features.py`` uses it to cut per-call overhead).
 - Groups are processed in chunks bounded by ``max_elements`` entries of the [groups, N, targets]
   distance matrix, so memory stays bounded as classes x locations grow; results do not depend on it
   (default: 2^22 entries on CPUs, where cache-sized blocks are also faster, 2^26 on GPUs).

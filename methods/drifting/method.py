@@ -93,13 +93,16 @@ class Drifting:
         c = self.cfg
         checks = [
             (c.loss in LOSSES, f"method.loss must be one of {list(LOSSES)}, got '{c.loss}'"),
-            (c.kernel_norm in KERNEL_NORMS, f"method.kernel_norm must be one of {list(KERNEL_NORMS)}, got '{c.kernel_norm}'"),
+            (c.kernel_norm in KERNEL_NORMS,
+             f"method.kernel_norm must be one of {list(KERNEL_NORMS)}, got '{c.kernel_norm}'"),
             (c.temperature > 0, f"method.temperature must be > 0, got {c.temperature}"),
-            (bool(c.temperatures) and min(c.temperatures) > 0, f"method.temperatures must be values > 0, got {c.temperatures}"),
+            (bool(c.temperatures) and min(c.temperatures) > 0,
+             f"method.temperatures must be values > 0, got {c.temperatures}"),
             (c.noise_dim is None or c.noise_dim >= 1, f"method.noise_dim must be >= 1 or null, got {c.noise_dim}"),
             (c.loss == "production" or (c.attraction, c.repulsion, c.affinity_clamp) == (1.0, 1.0, 1e-6)
              and c.normalize_distance and c.normalize_drift,
-             "method.attraction/repulsion/affinity_clamp/normalize_* apply to loss=production; set method.loss=production"),
+             "method.attraction/repulsion/affinity_clamp/normalize_* apply to loss=production; "
+             "set method.loss=production"),
             (c.collapse_to is None or not c.conditional, "method.collapse_to applies to unconditional generators"),
             (c.collapse_steps >= 1, f"method.collapse_steps must be >= 1, got {c.collapse_steps}"),
             (not c.conditional or c.loss == "production",
@@ -127,7 +130,8 @@ class Drifting:
         """Fail before training when the data or the encoder checkpoint do not fit (one line)."""
         n = torch.Size(spec.shape).numel()
         if self.cfg.collapse_to is not None and len(self.cfg.collapse_to) != n:
-            raise ValueError(f"method.collapse_to must have {n} values for data '{spec.name}', got {self.cfg.collapse_to}")
+            raise ValueError(f"method.collapse_to must have {n} values for data '{spec.name}', "
+                             f"got {self.cfg.collapse_to}")
         if self.cond_step is not None:
             self.cond_step.check_data(spec, MAKE_ENCODER.format(data=spec.name))
 
