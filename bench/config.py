@@ -66,6 +66,7 @@ class TopConfig:
     tag: str | None = None
     device: str = "auto"
     results_dir: str = "results"
+    task: str = "train"                # train | pretrain_encoder (bench/pretrain.py)
 
 
 @dataclass
@@ -176,7 +177,14 @@ def prepare(cfg: DictConfig) -> RunSpec:
     """Validate everything about a composed config and build the method and data (no training)."""
     plain = plain_config(cfg)
     choices = plain["choices"]
-    top = typed("", TopConfig, {k: plain[k] for k in ("seed", "tag", "device", "results_dir")})
+    top = typed("", TopConfig, {k: plain[k] for k in ("seed", "tag", "device", "results_dir", "task")})
+    if top.task == "pretrain_encoder":
+        from bench.pretrain import prepare_pretrain
+        return prepare_pretrain(plain, top)
+    if top.task != "train":
+        raise ConfigError(f"task must be train or pretrain_encoder, got '{top.task}'")
+    plain.pop("encoder", None)         # the encoder group configures task=pretrain_encoder only
+    choices.pop("encoder", None)
     train = typed("train", TrainConfig, plain["train"])
     ev = typed("eval", EvalConfig, plain["eval"])
     m_cls = _build("method", method_class, plain["method"]["name"])
@@ -187,6 +195,8 @@ def prepare(cfg: DictConfig) -> RunSpec:
     d_cfg = typed("data", d_entry.config, plain["data"])
     method = _build("method", m_cls, m_cfg)
     data = _build("data", d_entry.build, d_cfg)
+    if hasattr(method, "configure_backbone"):  # e.g. drifting feeds style indices to generators with them
+        method.configure_backbone(plain["model"])
     with torch.device("meta"):   # the backbone fits the data (e.g. DiT patch size); no memory, no init cost
         _build("model", build_backbone, plain["model"], method.backbone_io(data.spec))
     _, world, local_rank = env_rank_world()
@@ -194,6 +204,10 @@ def prepare(cfg: DictConfig) -> RunSpec:
     _build("train", train.validate, world)
     if hasattr(method, "check_batch"):
         _build("method", method.check_batch, train.batch_size // world)
+    if hasattr(method, "check_data"):
+        _build("method", method.check_data, data.spec)
+    if hasattr(method, "resolved_config"):     # e.g. the hash of a referenced checkpoint
+        plain["method"].update(method.resolved_config())
 
     nfes = ev.nfe if ev.nfe is not None else method.default_nfe()
     ema_names = ["raw"] + [f"ema_{d:g}" for d in train.ema]

@@ -85,6 +85,9 @@ def eval_labels(spec: RunSpec) -> torch.Tensor | None:
 
 
 def execute(spec: RunSpec) -> Path:
+    if getattr(spec, "task", "train") == "pretrain_encoder":
+        from bench.pretrain import execute_pretrain
+        return execute_pretrain(spec)
     results = Path(spec.top.results_dir)
     rec_path, run_dir = results / "records" / f"{spec.run_id}.json", results / "runs" / spec.run_id
     stored = check_existing(spec, rec_path, run_dir)

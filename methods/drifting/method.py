@@ -1,20 +1,35 @@
-"""Drifting as a ``Method``: a one-step generator f(eps) trained with Algorithm 1.
+"""Drifting as a ``Method``: a one-step generator f(eps[, c, alpha]) (Deng et al. 2026; PAPER.md 1-3).
 
-Each training step generates as many samples as there are real samples in the batch, splits both into
-groups of ``group_size`` (the whole local batch by default), and regresses every generated sample onto
-its drifted, stop-gradient target x + V (Eq. 6), with the generated group as its own negatives.
-Sampling is one forward pass: NFE = 1 by construction.
+Two training paths share one config:
+
+- **Unconditional** (``conditional: false``, the 2-D toys): each step generates as many samples as the batch
+  holds real ones, splits both into groups of ``group_size``, and regresses the generated samples onto
+  their drifted stop-gradient targets (Alg. 1, Eq. 6) with the generated group as its own negatives.
+  ``loss: alg2`` is the official toy notebook's field (Alg. 2 on raw coordinates, one temperature, no
+  normalisations); ``loss: production`` is ``loss.drift_loss`` (PAPER.md 2.4-2.7) with the switches below.
+- **Class-conditional** (``conditional: true``; see ``conditional.py``): sample queues, training-time CFG
+  with alpha conditioning, and the feature-space loss of a frozen MAE encoder (``encoder_path``) or, with
+  ``encoder_path: null``, the production loss on the raw output alone (raw-pixel drifting).
+
+The anti-symmetry ablation (Table 1: ``attraction``/``repulsion`` scales, ``repulsion: 0`` = attraction
+only), the kernel normalisation (Table 11: ``kernel_norm``), the release's affinity floor
+(``affinity_clamp``) and both normalisations are config values. Sampling is one forward pass: NFE = 1; an
+alpha-conditioned model takes ``eval.guidance`` as alpha (>= 1), still one evaluation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from methods.base import BackboneIO, Batch, DataSpec, NFEError, per_image_noise
+from methods.base import BackboneIO, Batch, DataSpec, NFEError, mix_seed, per_image_noise
 from methods.drifting.field import KERNEL_NORMS, drift_mse, drifting_field
+from methods.drifting.loss import DriftLossOptions, drift_loss
 from methods.registry import register_method
+
+LOSSES = ("alg2", "production")
+MAKE_ENCODER = "python -m bench.run task=pretrain_encoder data={data}"
 
 
 @register_method
@@ -24,50 +39,159 @@ class Drifting:
     @dataclass
     class Config:
         name: str = "drifting"
-        noise_dim: int = 32                 # generator input size (official toy notebook: 32)
-        temperature: float = 0.05           # kernel temperature T (notebook: 0.05)
+        noise_dim: int | None = 32          # generator input size; null: noise of the output's shape (DiT)
+        loss: str = "alg2"                  # alg2 (toy notebook) | production (PAPER.md 2.4-2.7)
+        temperature: float = 0.05           # alg2: kernel temperature (notebook: 0.05)
+        temperatures: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.2])   # production
         kernel_norm: str = "xy"             # xy | y | none (Table 11)
-        group_size: int | None = None       # generated = positives per group; None: the local batch
+        affinity_clamp: float = 1e-6        # production: release's floor on row*col (0 disables)
+        attraction: float = 1.0             # production: scale of attraction (Table 1)
+        repulsion: float = 1.0              # production: scale of repulsion; 0 = attraction only
+        normalize_distance: bool = True     # production: feature normalisation by S
+        normalize_drift: bool = True        # production: drift normalisation by lambda
+        max_elements: int | None = None     # production: chunk bound (memory); null: by device
+        sync_scales: bool = True            # all-reduce S and lambda over processes (DDP)
+        group_size: int | None = None       # unconditional: samples per group; null: the local batch
+        collapse_to: list[float] | None = None   # unconditional: start collapsed onto this point (Fig. 3)
+        collapse_steps: int = 300           # Adam steps of the collapsing pre-fit
+        # class-conditional path (conditional.py)
+        conditional: bool = False
+        classes_per_step: int = 8           # N_c labels per step (per process)
+        gen_per_class: int = 64             # N_neg generated samples per label
+        pos_per_class: int = 64             # N_pos positives per label (class queue)
+        unc_per_class: int = 16             # N_unc unconditional negatives per label (global queue)
+        class_queue: int = 128
+        global_queue: int = 1000
+        cfg: bool = True                    # training-time CFG: alpha-conditioned generator
+        alpha_min: float = 1.0
+        alpha_max: float = 4.0
+        alpha_exponent: float = 3.0         # p(alpha) ~ alpha^-k (Table 8: 3 ablation, 5 B/2 and pixel)
+        no_cfg_frac: float = 0.0            # probability of alpha = 1 (L/2: 0.5)
+        encoder_path: str | None = None     # frozen MAE encoder checkpoint; null: raw output only
+        encoder_sha256: str | None = None   # expected hash; null: recorded from the file
+        raw_loss: bool = True               # also drift the raw flattened output ("global" key)
+        patch_sizes: list[int] = field(default_factory=lambda: [2, 4])
+        style: bool = True                  # feed random style indices (A.2) when the generator takes them
+        log_keys: bool = False              # log diagnostics of every feature key, not only means
 
     def __init__(self, cfg: "Drifting.Config"):
-        if cfg.kernel_norm not in KERNEL_NORMS:
-            raise ValueError(f"method.kernel_norm must be one of {list(KERNEL_NORMS)}, got '{cfg.kernel_norm}'")
-        if cfg.temperature <= 0:
-            raise ValueError(f"method.temperature must be > 0, got {cfg.temperature}")
-        if cfg.noise_dim < 1:
-            raise ValueError(f"method.noise_dim must be >= 1, got {cfg.noise_dim}")
         self.cfg = cfg
-        self.conditional = False
+        self._validate()
+        self.conditional = cfg.conditional
+        self.opts = DriftLossOptions(kernel_norm=cfg.kernel_norm, affinity_clamp=cfg.affinity_clamp,
+                                     attraction=cfg.attraction, repulsion=cfg.repulsion,
+                                     normalize_distance=cfg.normalize_distance,
+                                     normalize_drift=cfg.normalize_drift, max_elements=cfg.max_elements)
+        self.opts.validate()
+        self.cond_step = None
+        self.model_style = False
+        if cfg.conditional:
+            from methods.drifting.conditional import ConditionalStep
+            self.cond_step = ConditionalStep(cfg, self.opts)
+
+    def _validate(self) -> None:
+        c = self.cfg
+        checks = [
+            (c.loss in LOSSES, f"method.loss must be one of {list(LOSSES)}, got '{c.loss}'"),
+            (c.kernel_norm in KERNEL_NORMS,
+             f"method.kernel_norm must be one of {list(KERNEL_NORMS)}, got '{c.kernel_norm}'"),
+            (c.temperature > 0, f"method.temperature must be > 0, got {c.temperature}"),
+            (bool(c.temperatures) and min(c.temperatures) > 0,
+             f"method.temperatures must be values > 0, got {c.temperatures}"),
+            (c.noise_dim is None or c.noise_dim >= 1, f"method.noise_dim must be >= 1 or null, got {c.noise_dim}"),
+            (c.loss == "production" or (c.attraction, c.repulsion, c.affinity_clamp) == (1.0, 1.0, 1e-6)
+             and c.normalize_distance and c.normalize_drift,
+             "method.attraction/repulsion/affinity_clamp/normalize_* apply to loss=production; "
+             "set method.loss=production"),
+            (c.collapse_to is None or not c.conditional, "method.collapse_to applies to unconditional generators"),
+            (c.collapse_steps >= 1, f"method.collapse_steps must be >= 1, got {c.collapse_steps}"),
+            (not c.conditional or c.loss == "production",
+             "method.conditional=true uses the production loss; set method.loss=production"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    # -- shapes and conditioning ----------------------------------------------------------------------
+    def configure_backbone(self, model: dict) -> None:
+        """Called with the model config before the backbone is built: a generator whose config has
+        ``n_style_tokens > 0`` (the DiT) gets random style indices when ``method.style`` is on."""
+        self.model_style = self.cfg.style and int(model.get("n_style_tokens", 0) or 0) > 0
+
+    def noise_shape(self, spec: DataSpec) -> tuple[int, ...]:
+        return spec.shape if self.cfg.noise_dim is None else (self.cfg.noise_dim,)
 
     def backbone_io(self, spec: DataSpec) -> BackboneIO:
-        return BackboneIO(in_shape=(self.cfg.noise_dim,), out_shape=spec.shape)
+        if self.cond_step is None:
+            return BackboneIO(in_shape=self.noise_shape(spec), out_shape=spec.shape)
+        return self.cond_step.backbone_io(spec, self.noise_shape(spec), self.model_style)
+
+    def check_data(self, spec: DataSpec) -> None:
+        """Fail before training when the data or the encoder checkpoint do not fit (one line)."""
+        n = torch.Size(spec.shape).numel()
+        if self.cfg.collapse_to is not None and len(self.cfg.collapse_to) != n:
+            raise ValueError(f"method.collapse_to must have {n} values for data '{spec.name}', "
+                             f"got {self.cfg.collapse_to}")
+        if self.cond_step is not None:
+            self.cond_step.check_data(spec, MAKE_ENCODER.format(data=spec.name))
 
     def build(self, backbone: nn.Module, spec: DataSpec) -> nn.Module:
+        self.spec = spec
+        if self.cfg.collapse_to is not None:
+            collapse(backbone, self.noise_shape(spec), self.cfg.collapse_to, self.cfg.collapse_steps)
+        if self.cond_step is not None:
+            self.cond_step.bind(spec, how_to_make=MAKE_ENCODER.format(data=spec.name),
+                                style_shape=getattr(backbone, "style_shape", None))
         return backbone
 
+    def resolved_config(self) -> dict:
+        """Config values known only after build (the encoder's hash), for the run record."""
+        return self.cond_step.resolved_config() if self.cond_step is not None else {}
+
     def check_batch(self, local_batch: int) -> None:
+        if self.cond_step is not None:
+            return self.cond_step.check_batch(local_batch)
         g = self.cfg.group_size
         if g is not None and (g < 2 or local_batch % g):
             raise ValueError(f"method.group_size={g} must be >= 2 and divide the per-process batch "
                              f"{local_batch}")
 
+    # -- training -------------------------------------------------------------------------------------
     def loss(self, net: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        if self.cond_step is not None:
+            return self.cond_step.loss(net, batch, self.noise_shape(self.spec))
         pos = batch.x.flatten(1)
         b, d = pos.shape
         g = self.cfg.group_size or b
         self.check_batch(b)
-        gen = net(batch.random.randn(self.cfg.noise_dim)).flatten(1).float()
+        noise = batch.random.randn(*self.noise_shape(self.spec))
+        gen = net(noise).flatten(1).float()
         gen, pos = gen.view(b // g, g, d), pos.view(b // g, g, d).float()
-        with torch.no_grad():
-            v = drifting_field(gen.detach(), pos, gen.detach(), self.cfg.temperature,
-                               kernel_norm=self.cfg.kernel_norm)
-        return drift_mse(gen, v), {"drift_sq": v.pow(2).sum(-1).mean().item()}
+        if self.cfg.loss == "alg2":
+            with torch.no_grad():
+                v = drifting_field(gen.detach(), pos, gen.detach(), self.cfg.temperature,
+                                   kernel_norm=self.cfg.kernel_norm)
+            return drift_mse(gen, v), {"drift_sq": v.pow(2).sum(-1).mean().item()}
+        loss, info = drift_loss(gen, pos, temperatures=tuple(self.cfg.temperatures), opts=self.opts,
+                                all_reduce=all_reduce_fn(self.cfg.sync_scales))
+        return loss.mean(), info_floats(info)
 
+    # -- sampling -------------------------------------------------------------------------------------
     def sample(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
                guidance: float) -> Tensor:
         self.check_nfe(nfe, guidance)
         device = next(net.parameters()).device
-        return net(per_image_noise(noise_seeds, (self.cfg.noise_dim,), device))
+        noise = per_image_noise(noise_seeds, self.noise_shape(self.spec), device)
+        if self.cond_step is None:
+            return net(noise)
+        if y is None:
+            raise ValueError("a class-conditional drifting model needs labels to sample")
+        cond = {"y": y.to(device)}
+        if self.cfg.cfg:
+            cond["alpha"] = torch.full((len(y),), float(guidance), device=device)
+        if self.cond_step.style_shape is not None:
+            cond["style"] = style_indices(noise_seeds, *self.cond_step.style_shape).to(device)
+        return net(noise, cond)
 
     def default_nfe(self) -> list[int]:
         return [1]
@@ -75,12 +199,56 @@ class Drifting:
     def check_nfe(self, nfe: int, guidance: float) -> None:
         if nfe != 1:
             raise NFEError(f"drifting generates in one network evaluation: eval.nfe must be [1], got {nfe}")
-        if guidance != 1.0:
-            raise NFEError(f"this drifting model has no guidance input: eval.guidance must be [1.0], "
-                           f"got {guidance}")
+        if self.cfg.conditional and self.cfg.cfg:
+            if guidance < 1.0:
+                raise NFEError(f"drifting's guidance is the CFG scale alpha >= 1 (1 = none), got {guidance}")
+        elif guidance != 1.0:
+            raise NFEError(f"this drifting model has no guidance input (method.conditional and method.cfg): "
+                           f"eval.guidance must be [1.0], got {guidance}")
 
     def state_dict(self) -> dict:
-        return {}
+        return self.cond_step.state_dict() if self.cond_step is not None else {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        if self.cond_step is not None:
+            self.cond_step.load_state_dict(state)
+
+
+def collapse(net: nn.Module, noise_shape: tuple[int, ...], point: list[float],
+             steps: int, batch: int = 256) -> None:
+    """Fit the generator to output ``point`` for every noise (MSE, Adam 1e-3): the collapsed initialisation of
+    the paper's Fig. 3 (bottom). Uses the torch RNG, seeded by the run before the network is built."""
+    target = torch.tensor(point, dtype=torch.float32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    for _ in range(steps):
+        loss = (net(torch.randn(batch, *noise_shape)).flatten(1) - target).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def style_indices(seeds: Tensor, n: int, codebook: int) -> Tensor:
+    """Per-image random style indices ``[N, n]`` (sample i depends only on seed i)."""
+    return torch.stack([torch.randint(codebook, (n,), generator=torch.Generator().manual_seed(
+        mix_seed(int(s), 0x57E1E))) for s in seeds.tolist()])
+
+
+def all_reduce_fn(enabled: bool):
+    """A sum over processes for S and lambda (None in single-process runs or when disabled)."""
+    import torch.distributed as dist
+    if not (enabled and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return None
+
+    def reduce(t: Tensor) -> Tensor:
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+    return reduce
+
+
+def info_floats(info: dict[str, Tensor], keys: list[str] | None = None) -> dict[str, float]:
+    """Diagnostics as floats with one device sync (the harness averages them into train_log.jsonl)."""
+    keys = list(info) if keys is None else keys
+    if not keys:
+        return {}
+    return dict(zip(keys, torch.stack([info[k].detach().float().reshape(()) for k in keys]).tolist()))

@@ -1,0 +1,149 @@
+"""One class-conditional drifting training step (PAPER.md sections 1.5, 2.7, 3; Deng et al. 2026, A.7-A.9).
+
+Per step (the release's ``train_gen`` / ``train_step``):
+1. Push the freshly loaded real samples ``batch.x`` (with labels) into the per-class queues and the global
+   unconditional queue (``train.batch_size`` is therefore the release's ``push_per_step``).
+2. Pick ``classes_per_step`` labels: the labels of a random subset of the batch rows (class frequencies
+   follow the data; a label may repeat, as in the release).
+3. Draw one alpha per label (``guidance.sample_alpha``) and the CFG weight
+   ``w = (alpha - 1)(N_neg - 1) / N_unc`` of that label's unconditional negatives.
+4. Generate ``gen_per_class`` samples per label from f(eps, c, alpha[, style]).
+5. Draw ``pos_per_class`` positives from the label's queue and ``unc_per_class`` unconditional samples from
+   the global queue (without replacement where possible).
+6. Feature vectors of generated samples (with gradients) and of the real samples (without), one drifting
+   loss per feature key over all (class, location) groups, keys summed (``features.py``).
+
+Randomness: labels, alpha, noise, style indices and queue draws come from the torch RNG that the trainer
+reseeds from (seed, rank, step) at every step, and the queues are in the method's state, so a resumed run
+continues exactly. Each process keeps its own queues (the release: per host), so runs with different
+process counts differ; S and lambda are all-reduced over processes (``sync_scales``).
+``cfg: false`` trains without unconditional negatives and without the alpha input.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from methods.base import BackboneIO, Batch, DataSpec
+from methods.drifting.features import feature_drift_loss, feature_vectors
+from methods.drifting.guidance import check_alpha_law, sample_alpha, unconditional_weight
+from methods.drifting.loss import DriftLossOptions
+from methods.drifting.mae import load_encoder
+from methods.drifting.queue import SampleQueues
+
+
+class ConditionalStep:
+    def __init__(self, cfg, opts: DriftLossOptions):
+        self.cfg, self.opts = cfg, opts
+        checks = [
+            (cfg.classes_per_step >= 1, f"method.classes_per_step must be >= 1, got {cfg.classes_per_step}"),
+            (cfg.gen_per_class >= 2, f"method.gen_per_class must be >= 2 (a sample is not its own negative), "
+                                     f"got {cfg.gen_per_class}"),
+            (cfg.pos_per_class >= 1, f"method.pos_per_class must be >= 1, got {cfg.pos_per_class}"),
+            (cfg.unc_per_class >= 0, f"method.unc_per_class must be >= 0, got {cfg.unc_per_class}"),
+            (cfg.class_queue >= 1 and cfg.global_queue >= 1, "method.class_queue and method.global_queue must be >= 1"),
+            (cfg.encoder_path is not None or cfg.raw_loss,
+             "method.raw_loss=false needs a feature encoder: set method.encoder_path"),
+            (all(s >= 2 for s in cfg.patch_sizes), f"method.patch_sizes must be >= 2, got {cfg.patch_sizes}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+        if cfg.cfg:
+            check_alpha_law(cfg.alpha_min, cfg.alpha_max, cfg.alpha_exponent, cfg.no_cfg_frac)
+        self.encoder: nn.Module | None = None
+        self.encoder_header: dict | None = None
+        self.queues: SampleQueues | None = None
+        self._pending_state: dict | None = None
+        self.style_shape: tuple[int, int] | None = None
+        self.wants_style = False
+
+    def backbone_io(self, spec: DataSpec, noise_shape: tuple[int, ...], style: bool) -> BackboneIO:
+        self.wants_style = style
+        cond = ("y",) + (("alpha",) if self.cfg.cfg else ()) + (("style",) if style else ())
+        return BackboneIO(in_shape=noise_shape, out_shape=spec.shape, cond=cond, num_classes=spec.num_classes)
+
+    def check_data(self, spec: DataSpec, how_to_make: str) -> None:
+        """Fail before training: labels present, encoder checkpoint present, matching and as expected."""
+        if spec.num_classes < 1:
+            raise ValueError(f"method.conditional=true needs labelled data; '{spec.name}' has no classes")
+        if self.cfg.encoder_path is None or self.encoder is not None:
+            return
+        enc, header = load_encoder(self.cfg.encoder_path, self.cfg.encoder_sha256, how_to_make)
+        if len(spec.shape) != 3 or spec.shape[0] != header["in_channels"]:
+            raise ValueError(f"encoder {self.cfg.encoder_path} takes {header['in_channels']}-channel images, data "
+                             f"'{spec.name}' has shape {list(spec.shape)}")
+        self.encoder, self.encoder_header = enc, header
+
+    def resolved_config(self) -> dict:
+        if self.encoder_header is None:
+            return {}
+        return {"encoder_sha256": self.encoder_header["sha256"]}
+
+    def bind(self, spec: DataSpec, how_to_make: str, style_shape: tuple[int, int] | None = None) -> None:
+        """Attach to the data and the built backbone (``style_shape``: (tokens, codebook) of its style input)."""
+        self.check_data(spec, how_to_make)
+        if self.wants_style and style_shape is None:
+            raise ValueError("the generator was asked for style indices but exposes no style_shape")
+        self.style_shape = tuple(style_shape) if self.wants_style else None
+        self.num_classes = spec.num_classes
+        self.queues = SampleQueues(spec.num_classes, self.cfg.class_queue, self.cfg.global_queue)
+        if self._pending_state is not None:
+            self.queues.load_state_dict(self._pending_state)
+
+    def check_batch(self, local_batch: int) -> None:
+        if self.cfg.classes_per_step > local_batch:
+            raise ValueError(f"method.classes_per_step={self.cfg.classes_per_step} labels are drawn from the "
+                             f"{local_batch} samples each process loads per step; raise train.batch_size")
+
+    def loss(self, net: nn.Module, batch: Batch, noise_shape: tuple[int, ...]) -> tuple[Tensor, dict[str, float]]:
+        from methods.drifting.method import all_reduce_fn, info_floats
+        c = self.cfg
+        x, y = batch.x, batch.y
+        dev = x.device
+        self.queues.push(x.detach(), y)
+        nc, ng = c.classes_per_step, c.gen_per_class
+        labels = y[torch.randperm(len(y))[:nc].to(y.device)]
+        nu = c.unc_per_class if c.cfg else 0
+        alpha = (sample_alpha(nc, c.alpha_min, c.alpha_max, c.alpha_exponent, c.no_cfg_frac)
+                 if c.cfg else torch.ones(nc))
+        pos = self.queues.positives(labels, c.pos_per_class)
+        unc = self.queues.negatives(nc, nu) if nu else None
+        cond = {"y": labels.repeat_interleave(ng)}
+        if c.cfg:
+            cond["alpha"] = alpha.to(dev).repeat_interleave(ng)
+        if self.style_shape is not None:
+            n_style, codebook = self.style_shape
+            cond["style"] = torch.randint(codebook, (nc * ng, n_style)).to(dev)
+        noise = torch.randn(nc * ng, *noise_shape).to(dev)
+        gen = net(noise, cond)
+
+        enc = self.encoder.to(dev) if self.encoder is not None else None
+        patch = tuple(c.patch_sizes)
+        f_gen = feature_vectors(enc, gen, patch, raw=c.raw_loss)
+        real = pos.flatten(0, 1) if unc is None else torch.cat([pos.flatten(0, 1), unc.flatten(0, 1)])
+        with torch.no_grad():
+            f_real = feature_vectors(enc, real, patch, raw=c.raw_loss)
+        n_pos = nc * c.pos_per_class
+        f_pos = {k: v[:n_pos] for k, v in f_real.items()}
+        f_unc = {k: v[n_pos:] for k, v in f_real.items()} if unc is not None else None
+        w_unc = unconditional_weight(alpha, ng, nu).to(dev) if unc is not None else None
+        loss, info = feature_drift_loss(f_gen, f_pos, f_unc, nc, w_unc, tuple(c.temperatures), self.opts,
+                                        all_reduce_fn(c.sync_scales))
+        keys = [k for k in info if c.log_keys or k.count("/") <= 1 and not k.startswith("scale/")]
+        if "scale/global" in info:
+            keys.append("scale/global")
+        diag = info_floats(info, keys)
+        diag["alpha_mean"] = float(alpha.mean())
+        return loss, diag
+
+    def state_dict(self) -> dict:
+        return {"queues": self.queues.state_dict()} if self.queues is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if self.queues is None:
+            self._pending_state = state["queues"]
+        else:
+            self.queues.load_state_dict(state["queues"])

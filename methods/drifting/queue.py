@@ -1,0 +1,108 @@
+"""Sample queues for class-conditional drifting (PAPER.md section 1.5; Deng et al. 2026, App. A.8).
+
+A MoCo-like memory replaces a class-balanced data loader: every training step pushes the freshly loaded
+real samples into a FIFO ring buffer of their class (release: 128 per class) and into one global ring
+buffer of unconditional samples (release: 1000). Positives are drawn from the class buffer and the CFG
+negatives from the global buffer, **without replacement**, falling back to drawing with replacement when a
+buffer holds fewer entries than requested (the release's ``ArrayMemoryBank.sample``).
+
+Everything is vectorised (no Python loop over samples or classes). The buffers are part of the method's
+``state_dict``, so a resumed run continues with exactly the queues it had; all draws come from the torch
+RNG (or a given generator) that the trainer reseeds from (seed, rank, step) every step.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class RingBuffers:
+    """``num_queues`` FIFO ring buffers of ``size`` samples each, allocated at the first push."""
+
+    def __init__(self, num_queues: int, size: int):
+        if num_queues < 1 or size < 1:
+            raise ValueError(f"queues need num_queues >= 1 and size >= 1, got {num_queues} and {size}")
+        self.num_queues, self.size = num_queues, size
+        self.buf: Tensor | None = None
+        self.ptr = torch.zeros(num_queues, dtype=torch.long)
+        self.count = torch.zeros(num_queues, dtype=torch.long)
+
+    def push(self, x: Tensor, q: Tensor) -> None:
+        """Append samples ``x [B, ...]`` to queues ``q [B]`` in order (the oldest entries are overwritten)."""
+        if len(x) != len(q):
+            raise ValueError(f"push: {len(x)} samples but {len(q)} queue indices")
+        if len(q) and (int(q.min()) < 0 or int(q.max()) >= self.num_queues):
+            raise ValueError(f"push: queue index out of range [0, {self.num_queues}): {q.min()}..{q.max()}")
+        if self.buf is None:
+            self.buf = x.new_zeros(self.num_queues, self.size, *x.shape[1:])
+            self.ptr, self.count = self.ptr.to(x.device), self.count.to(x.device)
+        elif tuple(self.buf.shape[2:]) != tuple(x.shape[1:]):
+            raise ValueError(f"push: samples of shape {list(x.shape[1:])}, queues hold {list(self.buf.shape[2:])}")
+        q = q.to(self.buf.device)
+        order = torch.argsort(q, stable=True)                 # group by queue, keep push order within
+        qs = q[order]
+        n_per = torch.bincount(qs, minlength=self.num_queues)
+        first = torch.cumsum(n_per, 0) - n_per                # index in ``qs`` of each queue's first sample
+        rank = torch.arange(len(qs), device=qs.device) - first[qs]
+        keep = rank >= n_per[qs] - self.size                  # only the newest ``size`` survive one push
+        slot = (self.ptr[qs] + rank) % self.size
+        self.buf[qs[keep], slot[keep]] = x.to(self.buf)[order[keep]]
+        self.ptr = (self.ptr + n_per) % self.size
+        self.count = torch.clamp(self.count + n_per, max=self.size)
+
+    def sample(self, q: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` entries of each queue in ``q [C]``: ``[C, n, ...]``; without replacement where possible."""
+        if self.buf is None:
+            raise ValueError("sample: the queues are empty; push samples first")
+        q = q.to(self.buf.device)
+        cnt = self.count[q]
+        if bool((cnt == 0).any()):
+            raise ValueError(f"sample: queue(s) {q[cnt == 0].unique().tolist()} hold no samples yet")
+        c = len(q)
+        dev = self.buf.device
+        u = torch.rand(c, n, generator=generator).to(dev)
+        with_repl = (u * cnt[:, None]).long().clamp(max=self.size - 1)
+        if n <= self.size:
+            keys = torch.rand(c, self.size, generator=generator).to(dev)
+            keys = keys.masked_fill(torch.arange(self.size, device=dev)[None] >= cnt[:, None], 2.0)
+            without = keys.argsort(dim=1)[:, :n]
+            idx = torch.where((cnt >= n)[:, None], without, with_repl)
+        else:
+            idx = with_repl
+        return self.buf[q[:, None], idx]
+
+    def state_dict(self) -> dict:
+        return {"buf": self.buf, "ptr": self.ptr, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        buf = state["buf"]
+        if buf is not None and tuple(buf.shape[:2]) != (self.num_queues, self.size):
+            raise ValueError(f"checkpoint queues are {list(buf.shape[:2])}, this run expects "
+                             f"[{self.num_queues}, {self.size}] (method.class_queue / global_queue changed?)")
+        self.buf, self.ptr, self.count = buf, state["ptr"], state["count"]
+
+
+class SampleQueues:
+    """Per-class queues plus the global unconditional queue of the release's generator training."""
+
+    def __init__(self, num_classes: int, class_size: int = 128, global_size: int = 1000):
+        self.classes = RingBuffers(num_classes, class_size)
+        self.unconditional = RingBuffers(1, global_size)
+
+    def push(self, x: Tensor, y: Tensor) -> None:
+        self.classes.push(x, y)
+        self.unconditional.push(x, torch.zeros_like(y))
+
+    def positives(self, labels: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
+        return self.classes.sample(labels, n, generator)
+
+    def negatives(self, groups: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` unconditional samples for each of ``groups`` classes (independent draws per class)."""
+        return self.unconditional.sample(torch.zeros(groups, dtype=torch.long), n, generator)
+
+    def state_dict(self) -> dict:
+        return {"classes": self.classes.state_dict(), "unconditional": self.unconditional.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.classes.load_state_dict(state["classes"])
+        self.unconditional.load_state_dict(state["unconditional"])
