@@ -197,7 +197,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--only", default=None, help="comma-separated job labels to run (default: all)")
     p.add_argument("--list", action="store_true", help="validate and show every job's status; run nothing")
     p.add_argument("--report", action="store_true", help="build the HTML report when the suite ends")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,11 +74,15 @@ def published_view(published: list[pub.PublishedTable], results: Results) -> lis
 
 
 def build_report(results_dir: Path = Path("results"), out_dir: Path = Path("reports"),
-                 published_dir: Path = pub.PUBLISHED_DIR) -> Path:
-    """Write every page into ``out_dir`` and return the path of ``index.html``."""
+                 published_dir: Path | None = None) -> Path:
+    """Write every page into ``out_dir`` and return the path of ``index.html``. The paper's numbers come
+    from ``published_dir``, by default ``<results_dir>/published`` or else the checkout's copy."""
     t0 = time.perf_counter()
     fg.theme()
     results = load(Path(results_dir))
+    if published_dir is None:
+        own = Path(results_dir) / "published"
+        published_dir = own if (own / "index.csv").exists() else pub.PUBLISHED_DIR
     published, pub_problems = pub.load_published(Path(published_dir))
     pages = sections.all_suite_pages(results, published)
     started = {p.name for p in pages}

@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, LogLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import (FixedFormatter, FixedLocator, FuncFormatter, LogLocator, MaxNLocator,  # noqa: E402
+                               NullLocator)
 
 from bench.report import metric_info as mi  # noqa: E402
 from bench.report.stats import pareto_front  # noqa: E402
@@ -60,6 +61,8 @@ def subplots(rows: int, cols: int, cell_w: float, cell_h: float, left: float = 0
     fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
                         wspace=gap_w / cell_w, hspace=gap_h / cell_h)
+    for ax in axes.flat:                          # fewer tick labels: text is what drawing time goes to
+        ax.yaxis.set_major_locator(MaxNLocator(5))
     return fig, axes
 
 
@@ -139,7 +142,8 @@ def quality_vs_time(summary: pd.DataFrame, metric: str, colors: dict, where: str
     d["ms"] = d["seconds_per_image"] * 1e3
     fig, axes = subplots(1, 1, 5.4, 3.4)
     ax = axes[0, 0]
-    sns.scatterplot(data=d, x="ms", y=metric, hue="label", palette=colors, s=60, ax=ax, zorder=3)
+    for label, g in d.groupby("label", sort=False):       # one point per aggregated row: plain scatter
+        ax.scatter(g["ms"], g[metric], s=40, color=colors[label], label=label, zorder=3)
     ax.errorbar(d["ms"], d[metric], yerr=d[metric + " ±"].fillna(0), fmt="none", ecolor="0.6", lw=1, zorder=2)
     for _, r in d.iterrows():
         ax.annotate(f"{int(r['nfe'])}", (r["ms"], r[metric]), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -172,8 +176,8 @@ def mode_bars(summary: pd.DataFrame, colors: dict, data: str) -> Figure | None:
     names = [f"{r['label']}\nNFE {int(r['nfe'])}" for _, r in d.iterrows()]
     fig, axes = subplots(1, len(shown), max(3.6, 0.75 * len(d)), 2.6, bottom=0.75)
     for ax, m in zip(axes[0], shown):
-        sns.barplot(x=names, y=d[m].to_numpy(float), hue=names, palette=[colors[lab] for lab in d["label"]],
-                    legend=False, ax=ax)
+        ax.bar(range(len(d)), d[m].to_numpy(float), color=[colors[lab] for lab in d["label"]], width=0.7)
+        ax.set_xticks(range(len(d)), names)
         ax.errorbar(range(len(d)), d[m], yerr=d[m + " ±"].fillna(0), fmt="none", ecolor="black", capsize=3)
         total = MODE_COUNTS.get(data) if m == "modes" else 1.0
         if total:

@@ -78,6 +78,7 @@ def toy_scatter(evals: pd.DataFrame, results: ld.Results, colors: dict, where: s
     rows = math.ceil(len(panels) / cols)
     fig, axes = subplots(rows, cols, 2.6, 2.6, left=0.15, bottom=0.15, gap_w=0.3, gap_h=0.45)
     outside = []
+    no_ref = [p[1] for p in panels if p[4] is None]
     for ax, (label, rid, nfe, x, ref) in zip(axes.flat, panels):
         box = ref if ref is not None else x
         lo, hi = np.quantile(box, 0.001, axis=0), np.quantile(box, 0.999, axis=0)
@@ -93,6 +94,8 @@ def toy_scatter(evals: pd.DataFrame, results: ld.Results, colors: dict, where: s
                title=f"{label}, NFE {nfe}" + (f" ({out} outside)" if out else ""))
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
+    if no_ref:
+        missing.append("the data backdrop (reference.npy) of " + ", ".join(dict.fromkeys(no_ref)))
     alt = (f"Scatter plots of generated 2-D samples (coloured) over held-out data (grey) on {where}, first seed, "
            f"at each method's smallest and largest NFE: " + ", ".join(f"{p[0]} NFE {p[2]}" for p in panels) + ". "
            + ("Samples outside the view: " + "; ".join(outside) + "." if outside else "All samples are in view."))

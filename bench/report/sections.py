@@ -93,7 +93,8 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
                          "until the metric stack covers it), so only timings and training cost are shown.")
     paper = _paper(evals, results, published)
     sec.summary = tables.summary_table(summary, metrics, f"{title}: every evaluation point, mean ± half-width of "
-                                       f"the 95% interval over seeds; best value per column in bold.", paper or None)
+                                       f"the 95% interval over seeds; ↓ lower is better, ↑ higher is better, (?) direction unknown; "
+                                       "best value per column in bold.", paper or None)
     primary = mi.primary(metrics)
     if primary and REFERENCE_LABEL in set(evals["label"]):
         rows = stats.one_step_comparison(summary, primary, REFERENCE_LABEL)
@@ -119,8 +120,8 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
     if sample_fig:
         sec.figures.append(sample_fig)
     if no_samples:
-        sec.notes.append(f"Samples not found (results/runs/<run_id>/samples_*.npy) for {len(no_samples)} "
-                         "evaluation point(s): " + ", ".join(no_samples) + ".")
+        sec.notes.append("Not found in results/runs/<run_id>/ (samples_*.npy or reference.npy), so not drawn: "
+                         + "; ".join(no_samples) + ".")
     return sec
 
 

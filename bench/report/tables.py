@@ -60,7 +60,8 @@ def summary_table(summary: pd.DataFrame, metrics: list[str], caption: str,
                      "differ"), ("seeds", "training seeds averaged"), ("params", "network parameters")]
     for m in mets:
         d = mi.direction(m)
-        cols.append((mi.info(m).label + (" ↓" if d == mi.LOWER else " ↑" if d == mi.HIGHER else ""),
+        mark = " ↓" if d == mi.LOWER else " ↑" if d == mi.HIGHER else "" if mi.is_floor(m) else " (?)"
+        cols.append((mi.info(m).label + mark,
                      f"{m}: {mi.info(m).about}" + (f"; {d} is better" if d else "; direction unknown")))
     cols += [("ms / image", "sampling seconds per image x 1000 at the evaluation batch size"),
              ("images / s", "sampling throughput"), ("latency ms", "one image at batch 1"),
