@@ -17,9 +17,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+import torch
 
 from bench.data import dataset_entry
 from bench.metrics import check_metrics, default_metrics, metric_names
+from methods.backbones import build_backbone
 from methods.base import NFEError
 from methods.harness.dist import env_rank_world, select_device
 from methods.harness.trainer import TrainConfig
@@ -153,6 +155,8 @@ def prepare(cfg: DictConfig) -> RunSpec:
     d_cfg = typed("data", d_entry.config, plain["data"])
     method = _build("method", m_cls, m_cfg)
     data = _build("data", d_entry.build, d_cfg)
+    with torch.device("meta"):   # the backbone fits the data (e.g. DiT patch size); no memory, no init cost
+        _build("model", build_backbone, plain["model"], method.backbone_io(data.spec))
     _, world, local_rank = env_rank_world()
     _build("device", select_device, top.device, local_rank)
     _build("train", train.validate, world)

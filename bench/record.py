@@ -25,6 +25,8 @@ SCHEMA = 1
 REQUIRED = ("schema", "run_id", "git_sha", "config", "env", "train", "params", "evals")
 EVAL_KEYS = ("weights", "nfe", "nfe_measured", "guidance", "n_samples", "metrics", "timing")
 TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections that define a training run
+# Keys that change how a run is watched or saved, not what it computes.
+BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes")}
 
 
 class RecordError(ValueError):
@@ -105,7 +107,12 @@ def read_all(records_dir: Path) -> tuple[list[dict], list[str]]:
 
 
 def training_identity(config: dict) -> dict:
-    return {k: config.get(k) for k in TRAIN_KEYS}
+    """The part of a config that determines the trained weights (bookkeeping keys left out)."""
+    ident = {k: config.get(k) for k in TRAIN_KEYS}
+    for section, keys in BOOKKEEPING.items():
+        if isinstance(ident.get(section), dict):
+            ident[section] = {k: v for k, v in ident[section].items() if k not in keys}
+    return ident
 
 
 def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -99,8 +99,8 @@ def execute(spec: RunSpec) -> Path:
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(rec.json.dumps(spec.config, indent=1))
-    backbone = build_backbone(spec.model, spec.method.backbone_io(spec.data.spec))
     torch.manual_seed(spec.top.seed)   # initialisation
+    backbone = build_backbone(spec.model, spec.method.backbone_io(spec.data.spec))
     net = spec.method.build(backbone, spec.data.spec)
     trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env)
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})

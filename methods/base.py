@@ -33,7 +33,7 @@ class BackboneIO:
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
-    cond: tuple[str, ...] = ()        # subset of ("t", "r", "y", "alpha")
+    cond: tuple[str, ...] = ()        # subset of ("t", "r", "y", "alpha", "style")
     num_classes: int = 0              # class embedding size (a null class is added when "y" is used)
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from bench.data.tensor_source import TensorSource, as_float
@@ -25,6 +23,9 @@ SPLIT_SEED = 0          # the train/test split is part of the dataset's identity
 @lru_cache(maxsize=1)
 def digits_arrays() -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(x_train, y_train, x_test, y_test) with x in [-1, 1] of shape [n, 1, 8, 8]."""
+    from sklearn.datasets import load_digits          # imported here: scikit-learn is slow to import
+    from sklearn.model_selection import train_test_split
+
     d = load_digits()
     x = as_float(d.images)[:, None] / 8.0 - 1.0
     y = torch.as_tensor(d.target, dtype=torch.long)

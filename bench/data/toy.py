@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from sklearn.datasets import make_moons
 from torch import Tensor
 
 from bench.data.tensor_source import Modes, TensorSource, as_float
@@ -65,6 +64,8 @@ def swissroll(n: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 def moons(n: int, seed: int) -> tuple[Tensor, Tensor]:
+    from sklearn.datasets import make_moons   # scikit-learn is slow to import; only moons needs it
+
     x, y = make_moons(n, noise=0.05, random_state=np.random.RandomState(seed % 2**32))
     x = (x - np.array([0.5, 0.25])) / 1.5
     return as_float(x), torch.as_tensor(y, dtype=torch.long)

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from methods.backbones import mlp  # noqa: F401  (registers)
+from methods.backbones import dit, mlp  # noqa: F401  (registers)
 from methods.base import BackboneIO
 from methods.registry import backbone_class, make_config
 

@@ -24,21 +24,24 @@ class ScalarEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
 
     def forward(self, s: Tensor) -> Tensor:
-        return self.mlp(sinusoidal_embedding(s * self.scale, self.freq_dim))
+        return self.mlp(sinusoidal_embedding(s * self.scale, self.freq_dim).to(self.mlp[0].weight.dtype))
 
 
 class ConditionEmbedder(nn.Module):
     """Sum of the embeddings of the conditions a method feeds (``t``, ``r``, ``y``, ``alpha``).
 
-    Class ``num_classes`` is the null label used for classifier-free guidance.
+    Class ``num_classes`` is the null label used for classifier-free guidance. ``style`` (discrete
+    style indices, PAPER.md section 4) is accepted and ignored: only the DiT has style tokens, and a
+    method asks ``getattr(backbone, "style_shape", None)`` before drawing any.
     """
 
     def __init__(self, hidden: int, cond: tuple[str, ...], num_classes: int = 0):
         super().__init__()
-        unknown = set(cond) - {"t", "r", "y", "alpha"}
+        unknown = set(cond) - {"t", "r", "y", "alpha", "style"}
         if unknown:
-            raise ValueError(f"unknown conditioning {sorted(unknown)}; valid: t, r, y, alpha")
-        self.cond, self.hidden = tuple(cond), hidden
+            raise ValueError(f"unknown conditioning {sorted(unknown)}; valid: t, r, y, alpha, style")
+        cond = tuple(k for k in cond if k != "style")
+        self.cond, self.hidden = cond, hidden
         # Times in [0, 1] are stretched to the sinusoid's useful range (DiT uses integer steps).
         self.scalars = nn.ModuleDict({k: ScalarEmbedder(hidden, scale=1000.0 if k in "tr" else 1.0)
                                       for k in self.cond if k != "y"})

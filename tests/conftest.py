@@ -1,0 +1,36 @@
+"""Shared fixtures: run ``python -m bench.run`` in a subprocess against a temporary results folder."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# A small, fast toy run used by the harness tests (seconds on 2 cores).
+FAST = ["train.steps=40", "train.batch_size=128", "train.ckpt_every_steps=10", "train.log_every=5",
+        "train.progress=false", "eval.num_samples=300", "eval.batch_size=300", "eval.latency_repeats=1"]
+
+
+def bench_env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1")
+    env.pop("WORLD_SIZE", None)
+    return env
+
+
+def run_bench(*args: str, results: Path, module: str = "bench.run", check: bool = True, timeout: int = 600,
+              extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", module, f"results_dir={results}", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env={**bench_env(), **(extra_env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results"
