@@ -84,9 +84,10 @@ def test_suite_page_shows_tables_figures_and_what_is_missing(report):
     assert "meanflow-ring8-mlp-s2" in text                       # the missing job is named
     assert "What one step buys" in text and "not reached" in text
     assert "95% interval over seeds" in text
+    assert "Data-versus-data floors" in text and "energy distance 8.00e-04" in text
     assert len(page.imgs) >= 9            # per data set: NFE, Pareto, training (+ modes and samples on ring8)
     alts = " ".join(i["alt"] for i in page.imgs)
-    for what in ("quality against NFE", "Pareto front", "Training curves", "Bar chart of modes captured on ring8",
+    for what in ("quality against NFE", "Pareto front", "Training curves", "Bar chart of modes on ring8 out of 8",
                  "Scatter plots of generated 2-D samples", "Grids of 64 generated images"):
         assert what in alts, what
     assert "drift_sq" in alts                                  # drifting's diagnostic is plotted

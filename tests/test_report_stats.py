@@ -66,6 +66,8 @@ def test_metric_table_directions_floors_and_unknowns():
     assert "direction unknown" in mi.info("brand_new_metric").about
     assert mi.ordered(["zeta", "energy_floor", "modes", "energy"]) == ["modes", "energy", "energy_floor", "zeta"]
     assert mi.primary(["modes", "energy"]) == "energy"
+    assert mi.direction("precision_domain") == "higher" and mi.info("kid_raw").label == "KID (raw)"
+    assert mi.ordered(["recall_domain", "fd_domain", "precision"]) == ["fd_domain", "precision", "recall_domain"]
     assert mi.better("fid", 1.0, 2.0) and mi.better("recall", 0.9, 0.5) and not mi.better("fid", 3.0, 2.0)
 
 

@@ -12,7 +12,7 @@ from methods.registry import METHODS, _import_builtins
 
 # Drifting switches the claims suite uses that come with the full drifting method (issue 3). A job that
 # needs one is validated as soon as the registered method's Config has it.
-AWAITED_KEYS = {"init", "attraction_scale", "repulsion_scale", "temperatures"}
+AWAITED_KEYS = {"init", "loss", "attraction", "repulsion", "temperatures"}
 SIZES = {"quick": 2, "toy": 36, "digits": 24, "claims": 87}
 
 

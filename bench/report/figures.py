@@ -25,6 +25,7 @@ from bench.report.stats import pareto_front  # noqa: E402
 
 # Number of modes of the data sets with a mode-coverage metric (bench/data; a test keeps them in step).
 MODE_COUNTS = {"ring8": 8, "grid25": 25, "bimodal": 2, "digits": 10, "stacked_digits": 1000}
+MODE_METRICS = ("modes", "stacked_modes", "classes_covered")      # counts of modes found, by data kind
 
 
 @dataclass
@@ -165,12 +166,14 @@ def quality_vs_time(summary: pd.DataFrame, metric: str, colors: dict, where: str
 
 
 def mode_bars(summary: pd.DataFrame, colors: dict, data: str) -> Figure | None:
-    shown = [m for m in ("modes", "hq_frac") if m in summary and summary[m].notna().any()]
-    if "modes" not in shown:
+    mode = next((m for m in MODE_METRICS if m in summary and summary[m].notna().any()), None)
+    if mode is None:
         return None
+    shown = [mode] + (["hq_frac"] if mode == "modes" and "hq_frac" in summary and summary["hq_frac"].notna().any()
+                      else [])
     rows = []
     for label, g in summary.groupby("label", sort=False):
-        g = g.dropna(subset=["modes"]).sort_values("nfe")
+        g = g.dropna(subset=[mode]).sort_values("nfe")
         rows += [r for _, r in g.iloc[sorted({0, len(g) - 1})].iterrows()] if len(g) else []
     d = pd.DataFrame(rows)
     names = [f"{r['label']}\nNFE {int(r['nfe'])}" for _, r in d.iterrows()]
@@ -179,17 +182,17 @@ def mode_bars(summary: pd.DataFrame, colors: dict, data: str) -> Figure | None:
         ax.bar(range(len(d)), d[m].to_numpy(float), color=[colors[lab] for lab in d["label"]], width=0.7)
         ax.set_xticks(range(len(d)), names)
         ax.errorbar(range(len(d)), d[m], yerr=d[m + " ±"].fillna(0), fmt="none", ecolor="black", capsize=3)
-        total = MODE_COUNTS.get(data) if m == "modes" else 1.0
+        total = MODE_COUNTS.get(data) if m == mode else 1.0
         if total:
             ax.axhline(total, ls="--", color="0.3", lw=1)
-            ax.text(len(d) - 0.5, total, f"all {total:g}" if m == "modes" else "all samples", ha="right",
+            ax.text(len(d) - 0.5, total, f"all {total:g}" if m == mode else "all samples", ha="right",
                     va="bottom", fontsize=7)
         ax.set(ylabel=mi.info(m).label, title=_title(m))
         ax.tick_params(axis="x", labelsize=8)
     total = MODE_COUNTS.get(data)
-    alt = f"Bar chart of modes captured on {data}" + (f" out of {total}" if total else "") + ": " + "; ".join(
-        f"{r['label']} at NFE {int(r['nfe'])}: {fmt(r['modes'])}" + (f" (HQ fraction {fmt(r['hq_frac'])})"
-                                                                     if "hq_frac" in d else "")
+    alt = f"Bar chart of {mi.info(mode).label} on {data}" + (f" out of {total}" if total else "") + ": " + "; ".join(
+        f"{r['label']} at NFE {int(r['nfe'])}: {fmt(r[mode])}" + (f" (HQ fraction {fmt(r['hq_frac'])})"
+                                                                  if "hq_frac" in shown else "")
         for _, r in d.iterrows()) + "."
     return Figure(to_uri(fig), alt, "Mode coverage at each method's smallest and largest NFE: modes captured "
                   "(dashed: all modes) beside the high-quality fraction, which alone can hide a collapse; "

@@ -31,6 +31,9 @@ METRICS: dict[str, MetricInfo] = {
     "coverage": MetricInfo(HIGHER, "coverage", "coverage, k = 5 (Naeem et al. 2020)"),
     "class_acc": MetricInfo(HIGHER, "class accuracy", "share of conditional samples classified as their label"),
     "modes": MetricInfo(HIGHER, "modes", "modes captured (VEEGAN / PacGAN protocol)"),
+    "stacked_modes": MetricInfo(HIGHER, "modes (stacked)", "digit triples captured of 1,000 (Stacked-MNIST protocol)"),
+    "stacked_kl": MetricInfo(LOWER, "KL (stacked)", "KL(generated triples || data triples)"),
+    "classes_covered": MetricInfo(HIGHER, "classes covered", "classes the domain classifier finds among the samples"),
     "hq_frac": MetricInfo(HIGHER, "HQ fraction", "share of samples within 3 std of a mode (read with modes)"),
     "reverse_kl": MetricInfo(LOWER, "reverse KL", "KL(mode histogram of samples || true mode weights)"),
     "kl": MetricInfo(LOWER, "KL", "KL(generated mode distribution || data mode distribution)"),
@@ -43,6 +46,9 @@ METRICS: dict[str, MetricInfo] = {
 PRIMARY_ORDER = ("fid", "fd_dinov2", "fd_domain", "energy", "w2", "swd", "mmd", "fd_raw", "kid", "reverse_kl",
                  "kl", "modes", "precision", "recall", "coverage")
 FLOOR_SUFFIX = "_floor"
+# A metric computed in another feature space keeps its meaning: precision_domain is precision in the
+# domain classifier's features (bench/metrics), kid_raw KID on the coordinates.
+SPACE_SUFFIXES = {"_domain": "domain", "_raw": "raw", "_dinov2": "DINOv2", "_inception": "Inception"}
 
 
 def info(name: str) -> MetricInfo:
@@ -50,7 +56,14 @@ def info(name: str) -> MetricInfo:
         base = name[: -len(FLOOR_SUFFIX)]
         return MetricInfo(None, f"{METRICS[base].label if base in METRICS else base} floor",
                           f"data-versus-data value of {base}: the best a finite sample can reach")
-    return METRICS.get(name, MetricInfo(None, name, "not in the report's metric table: direction unknown"))
+    if name in METRICS:
+        return METRICS[name]
+    for suffix, space in SPACE_SUFFIXES.items():
+        base = name[: -len(suffix)]
+        if name.endswith(suffix) and base in METRICS:
+            known = METRICS[base]
+            return MetricInfo(known.direction, f"{known.label} ({space})", f"{known.about}, in {space} features")
+    return MetricInfo(None, name, "not in the report's metric table: direction unknown")
 
 
 def direction(name: str) -> str | None:
@@ -65,7 +78,9 @@ def ordered(names) -> list[str]:
     """Known metrics in table order, then unknown ones alphabetically; floors right after their metric."""
     names = set(names)
     known = [n for n in METRICS if n in names]
-    rest = sorted(n for n in names if n not in METRICS and not is_floor(n))
+    known += sorted((n for n in names if n not in METRICS and not is_floor(n) and direction(n)),
+                    key=lambda n: (list(METRICS).index(n.rsplit("_", 1)[0]), n))
+    rest = sorted(n for n in names if n not in known and not is_floor(n))
     out = []
     for n in known + rest:
         out.append(n)

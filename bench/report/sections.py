@@ -29,6 +29,7 @@ class Section:
     glance: tables.Table | None = None
     figures: list[fg.Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    floors: str = ""
 
 
 @dataclass
@@ -95,6 +96,12 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
     sec.summary = tables.summary_table(summary, metrics, f"{title}: every evaluation point, mean ± half-width of "
                                        f"the 95% interval over seeds; ↓ lower is better, ↑ higher is better, (?) direction unknown; "
                                        "best value per column in bold.", paper or None)
+    floors = [m for m in mi.ordered(metrics) if mi.is_floor(m)]
+    if floors:
+        sec.floors = ("Data-versus-data floors (two independent data samples of the evaluation size, "
+                         "PROTOCOLS.md; the value a perfect generator would reach): " + ", ".join(
+                             f"{mi.info(m[:-len(mi.FLOOR_SUFFIX)]).label} {fg.fmt(summary[m].mean())}"
+                             for m in floors) + ".")
     primary = mi.primary(metrics)
     if primary and REFERENCE_LABEL in set(evals["label"]):
         rows = stats.one_step_comparison(summary, primary, REFERENCE_LABEL)

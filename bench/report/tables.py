@@ -52,7 +52,7 @@ def summary_table(summary: pd.DataFrame, metrics: list[str], caption: str,
     show_w = s["weights"].nunique() > 1
     show_g = (s["guidance"] != 1.0).any()
     show_gpu = (s["gpu_hours"].fillna(0) > 0).any()
-    mets = [m for m in mi.ordered(metrics) if m in s]
+    mets = [m for m in mi.ordered(metrics) if m in s and not mi.is_floor(m)]   # floors: one line under the table
     cols = [("method", "the job label of the suite (a method, or a claim's variant)")]
     cols += [("weights", "EMA or raw weights")] if show_w else []
     cols += [("guidance", "guidance scale (1 = none)")] if show_g else []
