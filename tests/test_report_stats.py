@@ -77,3 +77,13 @@ def test_mode_counts_agree_with_the_data_sets():
     for name, count in MODE_COUNTS.items():
         data = build_data({"name": name, "n_train": 16})
         assert data.spec.num_classes == count, name
+
+
+def test_guidance_scales_get_their_own_lines():
+    from bench.report import figures as fg
+    df = _evals([{"label": "flow", "nfe": n, "guidance": g, "seed": 0, "run_id": "r", "nfe_measured": n * (1 + (g > 1)),
+                  METRIC_PREFIX + "fid": 10 / n / g} for g in (1.0, 2.0) for n in (1, 2, 4)])
+    s = stats.summarize(df, ["fid"])
+    assert [name for (_, name), _ in fg.series(s)] == ["flow (guidance 1)", "flow (guidance 2)"]
+    fig = fg.quality_vs_nfe(s, ["fid"], fg.palette(["flow"]), "toy")
+    assert "flow (guidance 2) 5 at NFE 2 to 1.25 at NFE 8" in fig.alt and fig.uri.startswith("data:image/png;base64,")

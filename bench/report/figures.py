@@ -107,6 +107,21 @@ def _band(ax, x, y, h, color) -> None:
         ax.errorbar(np.asarray(x)[ok], y[ok], yerr=h[ok], color=color, capsize=3, lw=1)
 
 
+def series(summary: pd.DataFrame):
+    """((label, name), rows) per line to draw: one per label, or per (label, weights, guidance) where a
+    label was evaluated with several weights or guidance scales (those get their own line style)."""
+    out = []
+    for label, g in summary.groupby("label", sort=False):
+        parts = g.groupby(["weights", "guidance"], sort=False)
+        for i, ((w, gd), part) in enumerate(parts):
+            part = part.copy()
+            part.attrs["ls"] = ("-", "--", ":", "-.")[i % 4]
+            extra = ", ".join(([str(w)] if g["weights"].nunique() > 1 else []) +
+                              ([f"guidance {gd:g}"] if g["guidance"].nunique() > 1 else []))
+            out.append(((label, f"{label} ({extra})" if extra else label), part))
+    return out
+
+
 def quality_vs_nfe(summary: pd.DataFrame, metrics: list[str], colors: dict, where: str) -> Figure | None:
     shown = plotted_metrics(summary, metrics)
     if not shown:
@@ -114,9 +129,9 @@ def quality_vs_nfe(summary: pd.DataFrame, metrics: list[str], colors: dict, wher
     d = summary.assign(x=summary["nfe_measured"].fillna(summary["nfe"]))    # in label order, then NFE
     fig, axes = subplots(1, len(shown), 3.5, 2.6, left=0.85, gap_w=0.95)
     for i, (ax, m) in enumerate(zip(axes[0], shown)):
-        for label, g in d.groupby("label", sort=False):      # aggregated already: plain lines are enough
+        for (label, name), g in series(d):            # aggregated already: plain lines are enough
             x, y = g["x"].to_numpy(float), g[m].to_numpy(float)
-            ax.plot(x, y, marker="o", ms=4, color=colors[label], label=label)
+            ax.plot(x, y, marker="o", ms=4, color=colors[label], label=name, ls=g.attrs["ls"])
             _band(ax, x, y, g[m + " ±"].to_numpy(float), colors[label])
         floor = m + mi.FLOOR_SUFFIX
         if floor in d and d[floor].notna().any():
@@ -126,9 +141,9 @@ def quality_vs_nfe(summary: pd.DataFrame, metrics: list[str], colors: dict, wher
         log_axis(ax, "x", d["x"].to_numpy(float))
         ax.set(xlabel="NFE (measured, log scale)", ylabel=mi.info(m).label, title=_title(m))
     notes = []
-    for label, g in d.groupby("label", sort=False):
+    for (_, name), g in series(d):
         x, y = g["x"].to_numpy(float), g[shown[0]].to_numpy(float)
-        notes.append(f"{label} {fmt(y[0])} at NFE {x[0]:g}" + (f" to {fmt(y[-1])} at NFE {x[-1]:g}" if len(x) > 1 else ""))
+        notes.append(f"{name} {fmt(y[0])} at NFE {x[0]:g}" + (f" to {fmt(y[-1])} at NFE {x[-1]:g}" if len(x) > 1 else ""))
     alt = (f"Line plots of quality against NFE on {where}, one panel per metric ({', '.join(map(_title, shown))}), "
            f"one line per method with a band for the 95% interval over seeds. {_title(shown[0])}: "
            + "; ".join(notes) + ".")
@@ -146,8 +161,10 @@ def quality_vs_time(summary: pd.DataFrame, metric: str, colors: dict, where: str
     for label, g in d.groupby("label", sort=False):       # one point per aggregated row: plain scatter
         ax.scatter(g["ms"], g[metric], s=40, color=colors[label], label=label, zorder=3)
     ax.errorbar(d["ms"], d[metric], yerr=d[metric + " ±"].fillna(0), fmt="none", ecolor="0.6", lw=1, zorder=2)
+    several = d["guidance"].nunique() > 1
     for _, r in d.iterrows():
-        ax.annotate(f"{int(r['nfe'])}", (r["ms"], r[metric]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.annotate(f"{int(r['nfe'])}" + (f", g{r['guidance']:g}" if several else ""), (r["ms"], r[metric]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
     alt = f"Scatter plot of {_title(metric)} against sampling milliseconds per image on {where} (log axis), " \
           f"each point a method at one NFE (number beside it)."
     if mi.direction(metric):
