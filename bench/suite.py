@@ -11,6 +11,10 @@ A suite is a preset in ``bench/conf/suite/NAME.yaml`` (or a path to such a file)
       - label: flow
         overrides: [method=flow, "eval.nfe=[1,2,4,8]"]
 
+``prepare`` (optional) lists jobs that make inputs for the others, with the same entries as ``jobs``
+but without the suite's overrides (e.g. ``[task=pretrain_encoder, data=digits]``, the feature encoder of
+drifting on digits); they run first, are resumable, and are not part of the comparison.
+
 Overrides use ``bench.run``'s Hydra syntax; ``a=x,y`` sweeps expand into one job per value, and a job's
 override replaces the suite's override of the same key. Overrides on the command line apply to every
 job (``device=cuda``, ``results_dir=...``). Jobs run one after another in this process through
@@ -33,7 +37,7 @@ from bench import suite_manifest as sm
 from bench.config import ConfigError, RunSpec, compose_config, expand_sweep, prepare
 from bench.run import RunError, check_existing, execute
 
-SUITE_KEYS = ("description", "overrides", "jobs")
+SUITE_KEYS = ("description", "overrides", "prepare", "jobs")
 JOB_ENTRY_KEYS = ("label", "group", "overrides")
 
 
@@ -79,13 +83,17 @@ def load_suite(path: Path) -> dict:
     jobs = spec.get("jobs")
     if not isinstance(jobs, list) or not jobs:
         raise ConfigError(f"{path}: 'jobs' must be a non-empty list of {{label, overrides}} entries")
-    for i, job in enumerate(jobs):
-        if not isinstance(job, dict) or not isinstance(job.get("label"), str) or not job["label"]:
-            raise ConfigError(f"{path}: jobs[{i}] needs a 'label' (the name the report shows)")
-        bad = sorted(set(job) - set(JOB_ENTRY_KEYS))
-        if bad:
-            raise ConfigError(f"{path}: jobs[{i}] has unknown key(s) {bad}; valid keys: {', '.join(JOB_ENTRY_KEYS)}")
-        _strings(job.get("overrides"), f"{path}: jobs[{i}].overrides")
+    if not isinstance(spec.get("prepare", []), list):
+        raise ConfigError(f"{path}: 'prepare' must be a list of {{label, overrides}} entries")
+    for key in ("prepare", "jobs"):
+        for i, job in enumerate(spec.get(key) or []):
+            if not isinstance(job, dict) or not isinstance(job.get("label"), str) or not job["label"]:
+                raise ConfigError(f"{path}: {key}[{i}] needs a 'label' (the name the report shows)")
+            bad = sorted(set(job) - set(JOB_ENTRY_KEYS))
+            if bad:
+                raise ConfigError(f"{path}: {key}[{i}] has unknown key(s) {bad}; valid keys: "
+                                  f"{', '.join(JOB_ENTRY_KEYS)}")
+            _strings(job.get("overrides"), f"{path}: {key}[{i}].overrides")
     _strings(spec.get("overrides"), f"{path}: overrides")
     return spec
 
@@ -123,18 +131,38 @@ def expand_jobs(spec: dict, cli_overrides: list[str], only: set[str] | None = No
     return jobs
 
 
+def expand_prepare(spec: dict, cli_overrides: list[str]) -> list[Job]:
+    """The ``prepare`` jobs: their own overrides and the command line's, not the suite's."""
+    return [Job(e["label"], "", o) for e in spec.get("prepare") or []
+            for o in expand_sweep(merge_overrides(_strings(e.get("overrides"), "prepare"), cli_overrides))]
+
+
+def products(specs) -> list[str]:
+    """Files the prepare jobs write that other jobs read (a pretraining task's ``out_path``)."""
+    return [str(p) for p in (getattr(s, "out_path", None) for s in specs) if p is not None and not Path(p).exists()]
+
+
 def _describe(job: Job) -> str:
     return f"{job.label} [{' '.join(job.overrides)}]"
 
 
-def prepare_jobs(jobs: list[Job]) -> list[tuple[Job, RunSpec]]:
-    """Compose and validate every job; refuse run-id clashes and changed configs under existing ids."""
-    prepared, by_id = [], {}
+def prepare_jobs(jobs: list[Job], pending: list[str] = ()) -> tuple[list[tuple[Job, RunSpec]], list[Job]]:
+    """Compose and validate every job; refuse run-id clashes and changed configs under existing ids.
+
+    A job whose only problem is a missing file in ``pending`` (made by a prepare job that has not run
+    yet) is returned apart, to be validated again once that file exists."""
+    prepared, by_id, deferred = [], {}, []
     for i, job in enumerate(jobs):
         try:
             spec = prepare(compose_config(job.overrides))
         except ConfigError as e:
+            if any(p in str(e) for p in pending):
+                deferred.append(job)
+                continue
             raise ConfigError(f"job {i + 1}/{len(jobs)} {_describe(job)}: {e}") from None
+        if not isinstance(spec, RunSpec):         # a prepare task (e.g. encoder pretraining): no run record
+            prepared.append((job, spec))
+            continue
         if spec.run_id in by_id:      # one run may serve several labels (a claim's default variant)
             first, first_spec = by_id[spec.run_id]
             if rec.config_diff(rec.training_identity(first_spec.config), rec.training_identity(spec.config)):
@@ -150,7 +178,7 @@ def prepare_jobs(jobs: list[Job]) -> list[tuple[Job, RunSpec]]:
     dirs = {spec.top.results_dir for _, spec in prepared}
     if len(dirs) > 1:
         raise ConfigError(f"the jobs of one suite must share results_dir, got {sorted(dirs)}")
-    return prepared
+    return prepared, deferred
 
 
 def manifest_job(job: Job, spec: RunSpec) -> dict:
@@ -190,6 +218,10 @@ def print_status(prepared: list[tuple[Job, RunSpec]], results: Path) -> int:
     return done
 
 
+def args_results(prepared, before) -> str:
+    return (prepared or before)[0][1].top.results_dir
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.split("\n")[0])
     p.add_argument("suite", help=f"a preset ({', '.join(sm.available_suites())}) or a suite .yaml path")
@@ -207,15 +239,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_suite(suite_file(args.suite))
         only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
-        prepared = prepare_jobs(expand_jobs(spec, args.overrides, only))
+        before, _ = prepare_jobs(expand_prepare(spec, args.overrides))
+        jobs = expand_jobs(spec, args.overrides, only)
+        prepared, deferred = prepare_jobs(jobs, products(s for _, s in before))
     except ConfigError as e:
         print(f"bench.suite: error: {e}", file=sys.stderr)
         return 2
-    results = Path(prepared[0][1].top.results_dir)
     if args.list:
-        done = print_status(prepared, results)
-        print(f"suite {name}: {done}/{len(prepared)} job(s) done")
+        done = print_status(prepared, Path(args_results(prepared, before)))
+        waiting = f"; {len(deferred)} wait for the prepare jobs" if deferred else ""
+        print(f"suite {name}: {done}/{len(prepared) + len(deferred)} job(s) done{waiting}")
         return 0
+    for job, pre in before:
+        print(f"prepare {job.label}: {pre.run_id}", flush=True)
+        try:
+            execute(pre)
+        except (RunError, ConfigError) as e:
+            print(f"bench.suite: prepare job {job.label} failed: {e}", file=sys.stderr)
+            return 1
+    if deferred:                                  # the files they wait for exist now: validate everything again
+        try:
+            prepared = prepare_jobs(jobs)[0]
+        except ConfigError as e:
+            print(f"bench.suite: error: {e}", file=sys.stderr)
+            return 2
+    results = Path(args_results(prepared, before))
     previous = None
     if sm.manifest_path(results, name).exists():
         found, _ = sm.read_manifests(results)
@@ -233,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"suite {name}: {len(prepared) - len(failed)}/{len(prepared)} job(s) complete")
     if args.report:
         from bench.report import build_report
-        print(f"Report: {build_report(results, Path('reports'))}")
+        print(f"Report: {build_report(results, Path('reports')).resolve()}")
     else:
         print("Build the report with: python -m bench.report")
     if failed:

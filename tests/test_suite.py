@@ -29,25 +29,37 @@ def test_presets_expand_to_the_documented_grids():
         assert sm.available_suites()[name]                     # every preset describes itself
 
 
-def test_preset_jobs_validate_where_their_methods_exist():
+def test_preset_jobs_validate_where_their_methods_exist(tmp_path):
     _import_builtins()
+    cli = [f"results_dir={tmp_path}"]          # never compared with records of this checkout
     waiting = []
     for name in SIZES:
+        spec = bs.load_suite(bs.suite_file(name))
+        before = []
+        for job in bs.expand_prepare(spec, cli):
+            try:
+                before += bs.prepare_jobs([job])[0]
+            except ConfigError as e:
+                if "unknown config key 'task'" not in str(e):      # task=pretrain_encoder comes with issue 3
+                    raise
+                waiting.append(f"{name}:{job.label}")
         distinct = {}
-        for job in bs.expand_jobs(bs.load_suite(bs.suite_file(name)), []):     # the seed never matters here
+        for job in bs.expand_jobs(spec, cli):                      # the seed never matters here
             distinct.setdefault(tuple(o for o in job.overrides if bs.override_key(o) != "seed"), job)
+        ready = []
         for job in distinct.values():
             method = _value(job, "method")
-            fields = set(getattr(METHODS.get(method), "Config", type("C", (), {})).__dataclass_fields__
-                         if method in METHODS else ())
+            fields = set(METHODS[method].Config.__dataclass_fields__) if method in METHODS else set()
             needs = {bs.override_key(o).split(".", 1)[1] for o in job.overrides if o.startswith("method.")}
             if method not in METHODS or (needs & AWAITED_KEYS) - fields:
                 waiting.append(f"{name}:{job.label}")
-                continue
-            prepare(compose_config(job.overrides))          # raises ConfigError with one line otherwise
+            else:
+                ready.append(job)
+        # one line per problem; jobs that read what a prepare job writes are checked after it ran
+        bs.prepare_jobs(ready, bs.products(s for _, s in before))
     if waiting:
         pytest.skip(f"{len(waiting)} preset job(s) wait for methods or switches not on this branch yet: "
-                    + ", ".join(sorted(set(waiting))[:12]))
+                    + ", ".join(sorted(set(waiting))[:14]))
 
 
 def test_override_merging_and_suite_file_errors(tmp_path):
@@ -131,3 +143,36 @@ def test_one_run_id_with_two_training_configs_is_refused(tmp_path, capsys):
     assert bs.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "both give run id 'drifting-ring8-mlp-s0' with different training configs" in err
+
+
+def _has_pretraining() -> bool:
+    try:
+        compose_config(["task=pretrain_encoder"])
+        return True
+    except ConfigError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_pretraining(), reason="task=pretrain_encoder comes with the drifting issue (issue 3)")
+def test_prepare_jobs_run_first_and_unblock_the_jobs_that_need_them(tmp_path, capsys):
+    results = tmp_path / "results"
+    path = tmp_path / "enc.yaml"
+    path.write_text("""description: drifting on digits in the features of an encoder the suite trains first
+overrides: [data=digits, seed=0, train.steps=3, train.warmup_steps=0, train.progress=false, eval.num_samples=40,
+            eval.batch_size=40, eval.latency_repeats=1, "eval.guidance=[1.0]", "eval.metrics=[]"]
+prepare:
+  - {label: encoder, overrides: [task=pretrain_encoder, data=digits, encoder.train.steps=6, encoder.cls_ft_steps=2,
+                                 encoder.cls_warmup=1, encoder.train.batch_size=16, encoder.train.progress=false,
+                                 encoder.eval_samples=32, encoder.train.warmup_steps=0]}
+jobs:
+  - {label: drifting, overrides: [method=drifting, "eval.nfe=[1]"]}
+""")
+    assert bs.main([str(path), f"results_dir={results}", "--list"]) == 0
+    assert "1 wait for the prepare jobs" in capsys.readouterr().out
+    assert bs.main([str(path), f"results_dir={results}"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("prepare encoder") < out.index("[1/1] drifting")
+    assert (results / "encoders" / "digits_tiny-digits-s0.pt").exists()
+    assert [j["label"] for j in json.loads(sm.manifest_path(results, "enc").read_text())["jobs"]] == ["drifting"]
+    assert rec.read(results / "records" / "drifting-digits-mlp-s0.json")["train"]["status"] == "finished"

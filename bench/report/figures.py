@@ -73,8 +73,10 @@ def log_axis(ax, which: str, ticks=None) -> None:
     axis = ax.xaxis if which == "x" else ax.yaxis
     (ax.set_xscale if which == "x" else ax.set_yscale)("log", base=2 if ticks is not None else 10)
     axis.set_minor_locator(NullLocator())
-    if ticks is None:
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+    if ticks is None:                             # 1-2-5 ticks over short ranges, decades over long ones
+        lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+        wide = lo > 0 and np.log10(hi / lo) > 2.5
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=8))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     else:
         ticks = sorted(set(ticks))
