@@ -13,9 +13,10 @@ from itertools import product
 from typing import Any
 
 from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 import torch
 
@@ -89,7 +90,7 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
 def compose_config(overrides: list[str]) -> DictConfig:
     try:
         with initialize_config_module(CONF_MODULE, version_base="1.3"):
-            return compose("config", overrides=overrides)
+            return compose("config", overrides=overrides, return_hydra_config=True)
     except MissingConfigException as e:
         group = (e.missing_cfg_file or "").split("/")[0]
         name = (e.missing_cfg_file or "").split("/")[-1]
@@ -123,8 +124,15 @@ def typed(section: str, schema: type, values: Any):
         raise ConfigError(f"{key}: {first}") from None
 
 
-def run_id_of(cfg: DictConfig, top: TopConfig) -> str:
-    rid = f"{cfg.method.name}-{cfg.data.name}-{cfg.model.name}-s{top.seed}"
+def group_choices(cfg: DictConfig) -> dict[str, str]:
+    """The config-group options a run was composed from (``model=dit_digits`` -> ``dit_digits``)."""
+    hydra_node = cfg.hydra if "hydra" in cfg else HydraConfig.get()
+    return {k: v for k, v in hydra_node.runtime.choices.items() if not k.startswith("hydra")}
+
+
+def run_id_of(choices: dict[str, str], top: TopConfig) -> str:
+    """``method-data-model-s<seed>[-tag]`` from the chosen config files, so presets never collide."""
+    rid = f"{choices['method']}-{choices['data']}-{choices['model']}-s{top.seed}"
     if top.tag:
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", top.tag):
             raise ConfigError(f"tag='{top.tag}' may only hold letters, digits and _ . + -")
@@ -140,10 +148,21 @@ def _build(section: str, factory, *args):
         raise ConfigError(msg if section in msg else f"{section}: {msg}") from None
 
 
+def plain_config(cfg: DictConfig) -> dict:
+    """The resolved config as plain data, without Hydra's own node, plus the group choices."""
+    choices = group_choices(cfg)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain["choices"] = choices
+    return plain
+
+
 def prepare(cfg: DictConfig) -> RunSpec:
     """Validate everything about a composed config and build the method and data (no training)."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    plain.pop("hydra", None)
+    plain = plain_config(cfg)
+    choices = plain["choices"]
     top = typed("", TopConfig, {k: plain[k] for k in ("seed", "tag", "device", "results_dir")})
     train = typed("train", TrainConfig, plain["train"])
     ev = typed("eval", EvalConfig, plain["eval"])
@@ -182,6 +201,6 @@ def prepare(cfg: DictConfig) -> RunSpec:
         raise ConfigError(f"eval.metrics: unknown {unknown}; choose from: {', '.join(metric_names())}")
     _build("eval.metrics", check_metrics, metrics, data)
     points = [(w, n, float(g)) for w in ev.weights for n in nfes for g in ev.guidance]
-    return RunSpec(config=plain, run_id=run_id_of(cfg, top), top=top, method=method, model=plain["model"],
+    return RunSpec(config=plain, run_id=run_id_of(choices, top), top=top, method=method, model=plain["model"],
                    data=data, train=train, eval=ev, points=points, metrics=metrics)
 

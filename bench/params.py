@@ -19,10 +19,9 @@ import sys
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from bench.config import ConfigError, _build, compose_config, typed
+from bench.config import ConfigError, _build, compose_config, plain_config, typed
 from bench.data import dataset_entry
 from methods.backbones import build_backbone
 from methods.base import BackboneIO, count_parameters
@@ -71,7 +70,7 @@ def component_rows(net: nn.Module) -> list[tuple[str, int]]:
 
 def resolve(overrides: list[str]) -> tuple[dict, BackboneIO, str]:
     """Compose and validate ``overrides``: the model config, the interface to build it for, its source."""
-    plain = OmegaConf.to_container(compose_config(overrides), resolve=True)
+    plain = plain_config(compose_config(overrides))
     b_cls = _build("model", backbone_class, plain["model"]["name"])
     typed("model", b_cls.Config, plain["model"])
     io, source = backbone_io(plain, overrides)
