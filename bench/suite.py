@@ -34,6 +34,7 @@ import yaml
 
 from bench import record as rec
 from bench import suite_manifest as sm
+from bench.suite_manifest import choice
 from bench.config import ConfigError, RunSpec, compose_config, expand_sweep, prepare
 from bench.run import RunError, check_existing, execute
 
@@ -182,8 +183,8 @@ def prepare_jobs(jobs: list[Job], pending: list[str] = ()) -> tuple[list[tuple[J
 
 
 def manifest_job(job: Job, spec: RunSpec) -> dict:
-    return {"run_id": spec.run_id, "label": job.label, "group": job.group, "method": spec.config["method"]["name"],
-            "data": spec.config["data"]["name"], "seed": spec.top.seed, "overrides": job.overrides,
+    return {"run_id": spec.run_id, "label": job.label, "group": job.group, "method": choice(spec.config, "method"),
+            "data": choice(spec.config, "data"), "seed": spec.top.seed, "overrides": job.overrides,
             "points": [list(p) for p in spec.points], "n_samples": spec.eval.num_samples,
             "eval_seed": spec.eval.seed, "metrics": list(spec.metrics)}
 

@@ -29,6 +29,12 @@ class ManifestError(ValueError):
     pass
 
 
+def choice(config: dict, group: str) -> str | None:
+    """The config file a run chose for ``group`` (``model=dit_digits``), or, in records written before
+    choices were recorded, the section's ``name``."""
+    return (config.get("choices") or {}).get(group) or (config.get(group) or {}).get("name")
+
+
 def available_suites(suite_dir: Path = SUITE_DIR) -> dict[str, str]:
     """Suite name -> its one-line description, for every preset in ``bench/conf/suite``."""
     out = {}

@@ -87,3 +87,10 @@ def test_guidance_scales_get_their_own_lines():
     assert [name for (_, name), _ in fg.series(s)] == ["flow (guidance 1)", "flow (guidance 2)"]
     fig = fg.quality_vs_nfe(s, ["fid"], fg.palette(["flow"]), "toy")
     assert "flow (guidance 2) 5 at NFE 2 to 1.25 at NFE 8" in fig.alt and fig.uri.startswith("data:image/png;base64,")
+
+
+def test_names_come_from_the_chosen_config_files():
+    from bench.suite_manifest import choice
+    assert choice({"choices": {"model": "dit_digits"}, "model": {"name": "dit"}}, "model") == "dit_digits"
+    assert choice({"model": {"name": "dit"}}, "model") == "dit"            # records written before choices
+    assert choice({}, "model") is None

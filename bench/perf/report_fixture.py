@@ -46,7 +46,8 @@ def _record(method: str, data: str, seed: int, nfes: list[int], tag: str | None 
     config = {"method": {"name": method}, "data": {"name": data, "n_train": 100000, "seed": 0},
               "model": {"name": "mlp", "hidden": 256, "depth": 3}, "train": {"steps": 1000, "batch_size": 1024},
               "eval": {"num_samples": 500, "seed": 1000000}, "seed": seed, "tag": tag, "device": "auto",
-              "results_dir": "results"}
+              "results_dir": "results", "choices": {"method": method, "data": data, "model": "mlp", "train": "toy",
+                                                    "eval": "toy", "launcher": "local"}}
     evals = []
     for nfe in nfes:
         spi = 2e-6 * nfe * (1.05 + 0.02 * seed)

@@ -16,6 +16,7 @@ from bench.report import metric_info as mi
 from bench.report import published as pub
 from bench.report import sections, tables
 from bench.report.load import OTHER, Results, load
+from bench.suite_manifest import choice
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -51,8 +52,8 @@ def run_view(record: dict, published: list[pub.PublishedTable]) -> dict:
     for ev in record["evals"]:
         for m, src in (ev.get("metric_sources") or {}).items():
             sources.setdefault(m, src)
-    return {"id": record["run_id"], "method": cfg.get("method", {}).get("name"), "data": cfg.get("data", {}).get("name"),
-            "model": cfg.get("model", {}).get("name"), "seed": cfg.get("seed"), "tag": cfg.get("tag"),
+    return {"id": record["run_id"], "method": choice(cfg, "method"), "data": choice(cfg, "data"),
+            "model": choice(cfg, "model"), "seed": cfg.get("seed"), "tag": cfg.get("tag"),
             "git_sha": record.get("git_sha"), "git_dirty": record.get("git_dirty"), "created": record.get("created"),
             "updated": record.get("updated"), "train": record["train"], "env": record["env"], "params": record["params"],
             "metrics": metrics, "evals": evals, "sources": sources, "config": cfg,

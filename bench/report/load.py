@@ -16,6 +16,7 @@ import pandas as pd
 from bench import artifacts
 from bench import record as rec
 from bench import suite_manifest as sm
+from bench.suite_manifest import choice
 
 OTHER = "other-runs"            # page of the records that no suite manifest names
 METRIC_PREFIX = "metric:"
@@ -41,8 +42,8 @@ def _eval_rows(record: dict) -> list[dict]:
     cfg, train, timing_keys = record["config"], record["train"], ("seconds_per_image", "images_per_second",
                                                                  "latency_batch1_seconds", "batch_size", "device")
     base = {
-        "run_id": record["run_id"], "method": cfg.get("method", {}).get("name"), "data": cfg.get("data", {}).get("name"),
-        "model": cfg.get("model", {}).get("name"), "seed": cfg.get("seed"), "tag": cfg.get("tag"),
+        "run_id": record["run_id"], "method": choice(cfg, "method"), "data": choice(cfg, "data"),
+        "model": choice(cfg, "model"), "seed": cfg.get("seed"), "tag": cfg.get("tag"),
         "params": record["params"].get("network"), "train_status": train.get("status"),
         "images_seen": train.get("images_seen"), "train_wall_seconds": train.get("wall_seconds"),
         "gpu_hours": train.get("gpu_hours"), "train_device": record["env"].get("device"),
@@ -75,7 +76,7 @@ def load(results_dir: Path) -> Results:
                     rows.append({**row, "suite": m["suite"], "label": job["label"], "group": job["group"]})
     for rid, run_rows in rows_by_id.items():
         if rid not in claimed:
-            label = by_id[rid]["config"].get("method", {}).get("name", "?")
+            label = choice(by_id[rid]["config"], "method") or "?"
             tag = by_id[rid]["config"].get("tag")
             rows += [{**r, "suite": OTHER, "label": f"{label} ({tag})" if tag else label, "group": ""}
                      for r in run_rows]
