@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from bench import record as rec
+from bench.artifacts import samples_name, save_reference
 from bench.config import ConfigError, RunSpec, compose_config, expand_sweep, prepare
 from bench.metrics import Evaluation
 from bench.sampling import generate
@@ -135,7 +136,8 @@ def execute(spec: RunSpec) -> Path:
             "n_samples": spec.eval.num_samples, "seed": spec.eval.seed, "metrics": result.values,
             "metric_sources": result.sources, "timing": {**gen.timing, "metrics_seconds": result.seconds}})
         rec.write_atomic(rec_path, record)
-        np.save(run_dir / f"samples_{weights}_nfe{nfe}_g{guidance:g}.npy", gen.samples.numpy())
+        np.save(run_dir / samples_name(weights, nfe, guidance), gen.samples.numpy())
+        save_reference(run_dir, lambda: spec.data.reference(spec.eval.num_samples)[0].numpy(), spec.data.spec.kind)
         shown = ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=n/a" for k, v in result.values.items())
         print(f"  NFE measured {gen.nfe_measured:g}; {shown}")
     print(f"Record: {rec_path}")

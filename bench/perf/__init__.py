@@ -1,1 +1,1 @@
-"""Benchmarks for speed and memory (not tests): python -m bench.perf.<name>."""
+"""Speed and memory benchmarks (``python -m bench.perf.<name>``): scripts, not tests."""

@@ -1,0 +1,40 @@
+"""Files a run leaves in ``results/runs/<run_id>/`` besides its checkpoints, named in one place.
+
+The report reads them with numpy and json only (it never imports torch):
+
+- ``train_log.jsonl``: one JSON row per log interval (step, images, loss, lr, grad_norm, images_per_s,
+  wall_s and the method's diagnostics), written by ``methods/harness/trainer.py``;
+- ``samples_<weights>_nfe<N>_g<G>.npy``: the evaluated samples of one evaluation point;
+- ``reference.npy``: the first rows of the data's reference set, drawn as the backdrop of sample plots.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+TRAIN_LOG = "train_log.jsonl"
+REFERENCE = "reference.npy"
+REFERENCE_ROWS = {"points": 2500, "images": 64}     # enough for a scatter backdrop or an 8x8 grid
+_SAMPLES = re.compile(r"samples_(?P<weights>.+)_nfe(?P<nfe>\d+)_g(?P<guidance>[0-9.e+-]+)\.npy")
+
+
+def samples_name(weights: str, nfe: int, guidance: float) -> str:
+    return f"samples_{weights}_nfe{nfe}_g{guidance:g}.npy"
+
+
+def parse_samples_name(name: str) -> tuple[str, int, float] | None:
+    """(weights, nfe, guidance) of a samples file name, or None for other files."""
+    m = _SAMPLES.fullmatch(name)
+    return (m["weights"], int(m["nfe"]), float(m["guidance"])) if m else None
+
+
+def save_reference(run_dir: Path, reference: Callable[[], np.ndarray], kind: str) -> Path:
+    """Keep the first rows of the reference set (``reference()`` is only called when the file is
+    missing) beside the samples, for data of ``kind`` ``points`` or ``images``."""
+    path = Path(run_dir) / REFERENCE
+    if not path.exists():
+        np.save(path, np.asarray(reference()[:REFERENCE_ROWS.get(kind, 64)], dtype=np.float32))
+    return path

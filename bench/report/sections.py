@@ -1,0 +1,175 @@
+"""The content of a suite page: its progress, and per (claim group, data set) the tables and figures."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench import suite_manifest as sm
+from bench.report import figures as fg
+from bench.report import figures_runs as fr
+from bench.report import load as ld
+from bench.report import metric_info as mi
+from bench.report import published as pub
+from bench.report import stats, tables
+from bench.report.load import METRIC_PREFIX, OTHER, Results
+
+REFERENCE_LABEL = "drifting"
+STATE_TEXT = {"missing": "not started", "training": "training unfinished", "evaluating": "evaluation missing",
+              "diverged": "diverged", "done": "done"}
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    summary: tables.Table | None = None
+    glance: tables.Table | None = None
+    figures: list[fg.Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    floors: str = ""
+
+
+@dataclass
+class SuitePage:
+    name: str
+    file: str
+    description: str
+    command: str = ""
+    written: str = ""
+    jobs_total: int = 0
+    jobs_done: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    incomplete: list[dict] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.jobs_done == self.jobs_total
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
+
+
+def progress(page: SuitePage, manifest: dict, results: Results) -> None:
+    status = sm.suite_progress(manifest, results.records)
+    seen: dict[str, dict] = {}
+    for job in manifest["jobs"]:
+        st = status[job["run_id"]]
+        seen.setdefault(job["run_id"], {"run_id": job["run_id"], "label": job["label"], "state": STATE_TEXT[st.state],
+                                        "missing": len(st.missing_points), "points": len(job["points"])})
+    page.jobs_total = len(seen)
+    page.jobs_done = sum(j["state"] == STATE_TEXT["done"] for j in seen.values())
+    page.states = dict(Counter(j["state"] for j in seen.values()))
+    page.incomplete = [j for j in seen.values() if j["state"] != STATE_TEXT["done"]]
+
+
+def _metrics(evals: pd.DataFrame) -> list[str]:
+    return [c[len(METRIC_PREFIX):] for c in evals.columns
+            if c.startswith(METRIC_PREFIX) and evals[c].notna().any()]
+
+
+def _paper(evals: pd.DataFrame, results: Results, published: list[pub.PublishedTable]) -> dict[str, list[str]]:
+    out = {}
+    for label, g in evals.groupby("label", sort=False):
+        found = pub.matches_for(results.records[g["run_id"].iloc[0]]["config"], published)
+        if found:
+            out[label] = [f"{m['table']}: " + ", ".join(f"{k} {v}" for k, v in m["row"].items()
+                                                         if k in ("fid", "is", "fid_latent_b2", "fid_pixel_b16"))
+                          for m in found]
+    return out
+
+
+def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
+                  published: list[pub.PublishedTable], colors: dict) -> Section:
+    sec = Section(sid, title)
+    metrics = _metrics(evals)
+    summary = stats.summarize(evals, metrics)
+    data = str(evals["data"].iloc[0])
+    if not metrics:
+        sec.notes.append("These runs recorded no metric values (the data's default metric set may be empty "
+                         "until the metric stack covers it), so only timings and training cost are shown.")
+    paper = _paper(evals, results, published)
+    sec.summary = tables.summary_table(summary, metrics, f"{title}: every evaluation point, mean ± half-width of "
+                                       f"the 95% interval over seeds; ↓ lower is better, ↑ higher is better, (?) direction unknown; "
+                                       "best value per column in bold.", paper or None)
+    floors = [m for m in mi.ordered(metrics) if mi.is_floor(m)]
+    if floors:
+        sec.floors = ("Data-versus-data floors (two independent data samples of the evaluation size, "
+                         "PROTOCOLS.md; the value a perfect generator would reach): " + ", ".join(
+                             f"{mi.info(m[:-len(mi.FLOOR_SUFFIX)]).label} {fg.fmt(summary[m].mean())}"
+                             for m in floors) + ".")
+    primary = mi.primary(metrics)
+    if primary and REFERENCE_LABEL in set(evals["label"]):
+        rows = stats.one_step_comparison(summary, primary, REFERENCE_LABEL)
+        if rows and len(rows) > 1:
+            sec.glance = tables.glance_table(rows, primary, REFERENCE_LABEL)
+    for fig in (fg.quality_vs_nfe(summary, metrics, colors, title), fg.quality_vs_time(summary, primary, colors, title),
+                fg.mode_bars(summary, colors, data)):
+        if fig is not None:
+            sec.figures.append(fig)
+    if primary and mi.direction(primary) is None:
+        sec.notes.append(f"The leading metric '{primary}' has no known direction: no Pareto front.")
+    runs = evals.drop_duplicates("run_id")[["run_id", "label", "seed"]].to_dict("records")
+    curves, no_log = fr.training_curves(runs, results, colors, title)
+    if curves:
+        sec.figures.append(curves)
+    if no_log:
+        sec.notes.append(f"No training log (results/runs/<run_id>/train_log.jsonl) for {len(no_log)} run(s): "
+                         + ", ".join(no_log) + ".")
+    if _is_points(results, evals):
+        sample_fig, no_samples = fr.toy_scatter(evals, results, colors, title)
+    else:
+        sample_fig, no_samples = fr.image_grids(evals, results, title)
+    if sample_fig:
+        sec.figures.append(sample_fig)
+    if no_samples:
+        sec.notes.append("Not found in results/runs/<run_id>/ (samples_*.npy or reference.npy), so not drawn: "
+                         + "; ".join(no_samples) + ".")
+    return sec
+
+
+def _is_points(results: Results, evals: pd.DataFrame) -> bool:
+    """2-D points when the saved samples (or the reference) have two columns."""
+    for rid in evals["run_id"].unique():
+        ref = ld.reference(results.run_dir(rid))
+        if ref is not None:
+            return ref.ndim == 2
+    r = evals.iloc[0]
+    x = ld.samples(results.run_dir(r["run_id"]), r["weights"], int(r["nfe"]), float(r["guidance"]))
+    return x is not None and x.ndim == 2
+
+
+def suite_page(name: str, manifest: dict | None, results: Results, published: list[pub.PublishedTable]) -> SuitePage:
+    evals = results.evals[results.evals["suite"] == name]
+    if manifest is None:
+        page = SuitePage(name, f"suite-{slug(name)}.html", "Runs whose records no suite manifest names, "
+                         "grouped by data set; labels are method names (and tags).")
+        order = list(dict.fromkeys(zip(evals["group"], evals["data"])))
+    else:
+        page = SuitePage(name, f"suite-{slug(name)}.html", manifest.get("description", ""),
+                         manifest.get("command", ""), manifest.get("written", ""))
+        progress(page, manifest, results)
+        order = list(dict.fromkeys((j["group"], j["data"]) for j in manifest["jobs"]))
+    colors = fg.palette(list(manifest.get("labels", [])) + [j["label"] for j in manifest["jobs"]] if manifest
+                        else evals["label"])            # one colour per label on the whole page
+    for group, data in order:
+        title = f"{group}: {data}" if group else str(data)
+        part = evals[(evals["group"] == group) & (evals["data"] == data)]
+        if part.empty:
+            sec = Section(slug(title), title)
+            sec.notes.append("No evaluation of these jobs has been recorded yet.")
+        else:
+            sec = build_section(slug(title), title, part, results, published, colors)
+        page.sections.append(sec)
+    return page
+
+
+def all_suite_pages(results: Results, published) -> list[SuitePage]:
+    pages = [suite_page(m["suite"], m, results, published) for m in results.manifests]
+    if (results.evals["suite"] == OTHER).any():
+        pages.append(suite_page(OTHER, None, results, published))
+    return pages
