@@ -7,7 +7,7 @@ from bench.run import main
 from tests.conftest import FAST, run_bench
 
 CASES = [
-    (["method=nope"], "unknown method 'nope'; choose one of: drifting"),
+    (["method=nope"], "unknown method 'nope'; choose one of: diffusion, drifting, flow, meanflow"),
     (["train.lr=abc"], "train.lr: Value 'abc'"),
     (["train.foo=1"], "unknown config key 'train.foo'; valid keys of train: steps, batch_size, lr"),
     (["+train.foo=1"], "unknown config key 'train.foo'"),
@@ -18,7 +18,7 @@ CASES = [
     (["eval.nfe=[x]"], "eval.nfe[0]: Value 'x'"),
     (["eval.weights=[ema_0.5]"], "choose from: raw, ema_0.99, ema_0.999"),
     (["eval.metrics=[nope]"], "eval.metrics: unknown ['nope']"),
-    (["data=moons", "eval.metrics=[modes]"], "metric 'modes' cannot run on data 'moons'"),
+    (["data=moons", "eval.metrics=[modes]"], "metric modes cannot run on data 'moons'"),
     (["seed=one"], "seed: Value 'one'"),
     (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["train.schedule=linear"], "train.schedule must be one of ['constant', 'cosine']"),

@@ -45,7 +45,7 @@ def test_missing_weights_stop_a_run_before_training(no_weights, monkeypatch):
 
     monkeypatch.setenv("DRIFTBENCH_CACHE", no_weights.cache_dir)
     with pytest.raises(ConfigError, match="eval.metrics: no Inception weights"):
-        prepare(compose_config(["data=digits", "eval=digits", "eval.metrics=[fid]"]))
+        prepare(compose_config(["method=flow", "data=digits", "eval=digits", "eval.metrics=[fid]"]))
 
 
 def test_bad_weight_paths(tmp_path, monkeypatch):

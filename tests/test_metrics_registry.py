@@ -84,6 +84,6 @@ def test_config_rejects_bad_metric_options():
         prepare(compose_config(["eval.metrics=[fid]"]))
     with pytest.raises(ConfigError, match="eval.feature_batch_size must be >= 1"):
         prepare(compose_config(["eval.feature_batch_size=0"]))
-    spec = prepare(compose_config(["data=digits", "eval=digits"]))
+    spec = prepare(compose_config(["method=flow", "data=digits", "eval=digits"]))
     assert spec.metrics == ["fd_domain", "kid_domain", "precision_domain", "recall_domain", "density_domain",
                             "coverage_domain", "class_acc", "classes_covered"]

@@ -10,7 +10,8 @@ def _drifting():
     method = Drifting(Drifting.Config())
     torch.manual_seed(0)
     from methods.base import DataSpec
-    net = build_backbone({"name": "mlp", "hidden": 32, "depth": 2}, method.backbone_io(DataSpec("t", (2,))))
+    spec = DataSpec("t", (2,))
+    net = method.build(build_backbone({"name": "mlp", "hidden": 32, "depth": 2}, method.backbone_io(spec)), spec)
     return method, net
 
 
