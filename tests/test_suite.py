@@ -7,17 +7,9 @@ import pytest
 from bench import record as rec
 from bench import suite as bs
 from bench import suite_manifest as sm
-from bench.config import ConfigError, compose_config, prepare
-from methods.registry import METHODS, _import_builtins
+from bench.config import ConfigError
 
-# Drifting switches the claims suite uses that come with the full drifting method (issue 3). A job that
-# needs one is validated as soon as the registered method's Config has it.
-AWAITED_KEYS = {"init", "loss", "attraction", "repulsion", "temperatures"}
-SIZES = {"quick": 2, "toy": 36, "digits": 24, "claims": 87}
-
-
-def _value(job: bs.Job, key: str) -> str | None:
-    return next((o.split("=", 1)[1] for o in job.overrides if bs.override_key(o) == key), None)
+SIZES = {"quick": 2, "toy": 36, "digits": 24, "claims": 105}
 
 
 def test_presets_expand_to_the_documented_grids():
@@ -29,37 +21,16 @@ def test_presets_expand_to_the_documented_grids():
         assert sm.available_suites()[name]                     # every preset describes itself
 
 
-def test_preset_jobs_validate_where_their_methods_exist(tmp_path):
-    _import_builtins()
+def test_every_preset_job_validates(tmp_path):
     cli = [f"results_dir={tmp_path}"]          # never compared with records of this checkout
-    waiting = []
     for name in SIZES:
         spec = bs.load_suite(bs.suite_file(name))
-        before = []
-        for job in bs.expand_prepare(spec, cli):
-            try:
-                before += bs.prepare_jobs([job])[0]
-            except ConfigError as e:
-                if "unknown config key 'task'" not in str(e):      # task=pretrain_encoder comes with issue 3
-                    raise
-                waiting.append(f"{name}:{job.label}")
+        before = [s for job in bs.expand_prepare(spec, cli) for s in bs.prepare_jobs([job])[0]]
         distinct = {}
         for job in bs.expand_jobs(spec, cli):                      # the seed never matters here
             distinct.setdefault(tuple(o for o in job.overrides if bs.override_key(o) != "seed"), job)
-        ready = []
-        for job in distinct.values():
-            method = _value(job, "method")
-            fields = set(METHODS[method].Config.__dataclass_fields__) if method in METHODS else set()
-            needs = {bs.override_key(o).split(".", 1)[1] for o in job.overrides if o.startswith("method.")}
-            if method not in METHODS or (needs & AWAITED_KEYS) - fields:
-                waiting.append(f"{name}:{job.label}")
-            else:
-                ready.append(job)
-        # one line per problem; jobs that read what a prepare job writes are checked after it ran
-        bs.prepare_jobs(ready, bs.products(s for _, s in before))
-    if waiting:
-        pytest.skip(f"{len(waiting)} preset job(s) wait for methods or switches not on this branch yet: "
-                    + ", ".join(sorted(set(waiting))[:14]))
+        # jobs that read what a prepare job writes (the digits encoders) are checked against its products
+        bs.prepare_jobs(list(distinct.values()), bs.products(s for _, s in before))
 
 
 def test_override_merging_and_suite_file_errors(tmp_path):
@@ -145,16 +116,7 @@ def test_one_run_id_with_two_training_configs_is_refused(tmp_path, capsys):
     assert "both give run id 'drifting-ring8-mlp-s0' with different training configs" in err
 
 
-def _has_pretraining() -> bool:
-    try:
-        compose_config(["task=pretrain_encoder"])
-        return True
-    except ConfigError:
-        return False
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _has_pretraining(), reason="task=pretrain_encoder comes with the drifting issue (issue 3)")
 def test_prepare_jobs_run_first_and_unblock_the_jobs_that_need_them(tmp_path, capsys):
     results = tmp_path / "results"
     path = tmp_path / "enc.yaml"
