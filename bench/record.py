@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from methods.harness.atomic import write_file_atomic
 
 SCHEMA = 1
 REQUIRED = ("schema", "run_id", "git_sha", "config", "env", "train", "params", "evals")
@@ -74,18 +74,8 @@ def write_atomic(path: Path, rec: dict) -> None:
     """Write ``rec`` so that readers only ever see the old file or the complete new one."""
     validate(rec, str(path))
     rec["updated"] = now()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rec, f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(rec, indent=1, allow_nan=False) + "\n"
+    write_file_atomic(path, lambda f: f.write(text), mode="w")
 
 
 def read(path: Path) -> dict:

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from methods.base import BackboneIO, Batch, DataSpec, NFEError, per_image_noise
+from methods.base import Batch, NFEError, per_image_noise
 from methods.cfg import (check_guidance, check_label_dropout, drop_labels, guided, passes_per_step,
                          sample_labels)
-from methods.flow import POWERS_OF_TWO, bcast, check_conditional
+from methods.flow import POWERS_OF_TWO, bcast
 from methods.registry import register_method
+from methods.time_conditioned import TimeConditioned
 
 SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "scaled_linear": "scaled_linear"}
 DEFAULT_BETAS = {"linear": (1e-4, 0.02), "scaled_linear": (0.00085, 0.012), "cosine": (1e-4, 0.02)}
@@ -60,7 +61,7 @@ def make_scheduler(sampler: str, steps: int, num_train_timesteps: int, schedule:
 
 
 @register_method
-class Diffusion:
+class Diffusion(TimeConditioned):
     name = "diffusion"
 
     @dataclass
@@ -96,17 +97,6 @@ class Diffusion:
         self.null_label = 0
         sched = make_scheduler("ddim", 1, cfg.num_train_timesteps, cfg.schedule, *self.betas, cfg.prediction)
         self.alphas_cumprod = sched.alphas_cumprod.float()     # abar_k, k = 0..T-1
-
-    def backbone_io(self, spec: DataSpec) -> BackboneIO:
-        check_conditional(self.name, self.conditional, spec)
-        self.shape, self.null_label = spec.shape, spec.num_classes
-        cond = ("t", "y") if self.conditional else ("t",)
-        return BackboneIO(in_shape=spec.shape, out_shape=spec.shape, cond=cond,
-                          num_classes=spec.num_classes if self.conditional else 0)
-
-    def build(self, backbone: nn.Module, spec: DataSpec) -> nn.Module:
-        self.backbone_io(spec)
-        return backbone
 
     def _time(self, k: Tensor) -> Tensor:
         return k.float() / self.cfg.num_train_timesteps
@@ -172,9 +162,3 @@ class Diffusion:
         if nfe < p or nfe % p or nfe // p > t_max:
             raise NFEError(f"diffusion sampler {self.cfg.sampler} evaluates the network once per step{note}: "
                            f"eval.nfe must be a multiple of {p} between {p} and {p * t_max}, got {nfe}")
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

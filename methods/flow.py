@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from methods.base import BackboneIO, Batch, DataSpec, NFEError, StepRandom, per_image_noise
+from methods.base import Batch, NFEError, StepRandom, per_image_noise
 from methods.cfg import (check_guidance, check_label_dropout, drop_labels, guided, passes_per_step,
                          sample_labels)
 from methods.ode import ADAPTIVE, EVALS_PER_STEP, SOLVERS, integrate_dopri5, integrate_fixed
 from methods.registry import register_method
+from methods.time_conditioned import TimeConditioned
 
 TIME_DISTS = ("uniform", "logit_normal")
 POWERS_OF_TWO = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -40,11 +41,6 @@ def bcast(t: Tensor, like: Tensor) -> Tensor:
     return t.view(-1, *([1] * (like.dim() - 1))).to(like.dtype)
 
 
-def check_conditional(name: str, conditional: bool, spec: DataSpec) -> None:
-    if conditional and spec.num_classes < 1:
-        raise ValueError(f"method.conditional=true needs labelled data; data '{spec.name}' has no classes")
-
-
 def check_time_dist(dist: str, std: float) -> None:
     if dist not in TIME_DISTS:
         raise ValueError(f"method.time_dist must be one of {list(TIME_DISTS)}, got '{dist}'")
@@ -53,7 +49,7 @@ def check_time_dist(dist: str, std: float) -> None:
 
 
 @register_method
-class FlowMatching:
+class FlowMatching(TimeConditioned):
     name = "flow"
 
     @dataclass
@@ -78,17 +74,6 @@ class FlowMatching:
         self.cfg, self.conditional = cfg, cfg.conditional
         self.shape: tuple[int, ...] | None = None
         self.null_label = 0
-
-    def backbone_io(self, spec: DataSpec) -> BackboneIO:
-        check_conditional(self.name, self.conditional, spec)
-        self.shape, self.null_label = spec.shape, spec.num_classes
-        cond = ("t", "y") if self.conditional else ("t",)
-        return BackboneIO(in_shape=spec.shape, out_shape=spec.shape, cond=cond,
-                          num_classes=spec.num_classes if self.conditional else 0)
-
-    def build(self, backbone: nn.Module, spec: DataSpec) -> nn.Module:
-        self.backbone_io(spec)
-        return backbone
 
     def _cond(self, t: Tensor, y: Tensor) -> dict[str, Tensor]:
         return {"t": t, "y": y} if self.conditional else {"t": t}
@@ -151,9 +136,3 @@ class FlowMatching:
             raise NFEError(f"flow sampler {self.cfg.sampler} evaluates the network {per} time(s) per step"
                            f"{guided_note}: eval.nfe must be a positive multiple of {per} "
                            f"(e.g. {per}, {2 * per}, {4 * per}), got {nfe}")
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

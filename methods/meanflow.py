@@ -28,11 +28,12 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from methods.base import BackboneIO, Batch, DataSpec, NFEError, per_image_noise
+from methods.base import Batch, NFEError, per_image_noise
 from methods.cfg import (check_guidance, check_label_dropout, drop_labels, guided, passes_per_step,
                          sample_labels)
-from methods.flow import bcast, check_conditional, check_time_dist, draw_times
+from methods.flow import bcast, check_time_dist, draw_times
 from methods.registry import register_method
+from methods.time_conditioned import TimeConditioned
 
 
 def meanflow_target(u_fn, z: Tensor, r: Tensor, t: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
@@ -55,7 +56,8 @@ def meanflow_target(u_fn, z: Tensor, r: Tensor, t: Tensor, v: Tensor) -> tuple[T
 
 
 @register_method
-class MeanFlow:
+class MeanFlow(TimeConditioned):
+    SCALARS = ("t", "r")
     name = "meanflow"
 
     @dataclass
@@ -85,17 +87,6 @@ class MeanFlow:
         self.cfg, self.conditional = cfg, cfg.conditional
         self.shape: tuple[int, ...] | None = None
         self.null_label = 0
-
-    def backbone_io(self, spec: DataSpec) -> BackboneIO:
-        check_conditional(self.name, self.conditional, spec)
-        self.shape, self.null_label = spec.shape, spec.num_classes
-        cond = ("t", "r", "y") if self.conditional else ("t", "r")
-        return BackboneIO(in_shape=spec.shape, out_shape=spec.shape, cond=cond,
-                          num_classes=spec.num_classes if self.conditional else 0)
-
-    def build(self, backbone: nn.Module, spec: DataSpec) -> nn.Module:
-        self.backbone_io(spec)
-        return backbone
 
     @staticmethod
     def _cond(r: Tensor, t: Tensor, y: Tensor | None) -> dict[str, Tensor]:
@@ -158,9 +149,3 @@ class MeanFlow:
             note = " (a guided step evaluates 2 rows per image)" if p == 2 else ""
             raise NFEError(f"meanflow evaluates the network once per step{note}: eval.nfe must be a positive "
                            f"multiple of {p} (1 and 2 are the paper's settings), got {nfe}")
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        pass

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,21 @@ def run_bench(*args: str, results: Path, module: str = "bench.run", check: bool 
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def run_torchrun(*args: str, results: Path, nproc: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=nproc -m bench.run`` (gloo on CPU), asserting success."""
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
+    cmd = [torchrun, "--standalone", f"--nproc_per_node={nproc}", "-m", "bench.run", f"results_dir={results}", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def last_net(results: Path, run_id: str) -> dict:
+    """The network weights of a run's last checkpoint."""
+    import torch
+    return torch.load(results / "runs" / run_id / "checkpoints" / "last.pt", weights_only=False)["net"]
 
 
 @pytest.fixture

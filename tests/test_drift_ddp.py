@@ -2,11 +2,6 @@
 the sums, give exactly the single-process loss and gradients (methods/drifting/loss.py, sync_scales)."""
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.distributed as dist
@@ -14,7 +9,9 @@ import torch.multiprocessing as mp
 
 from methods.drifting.loss import drift_loss
 from methods.drifting.method import all_reduce_fn
-from tests.conftest import ROOT, bench_env, run_bench
+from tests.conftest import last_net, run_bench, run_torchrun
+
+RUN = "drifting-ring8-mlp-s0"
 
 
 def _inputs():
@@ -57,21 +54,14 @@ def test_two_processes_match_one_with_the_production_loss(tmp_path):
     args = ["method.loss=production", "method.affinity_clamp=0", "train.steps=8", "train.batch_size=64",
             "method.group_size=16", "train.ckpt_every_steps=8", "train.progress=false", "eval.num_samples=64",
             "eval.batch_size=64", "eval.latency_repeats=0", "device=cpu"]
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     run_bench(*args, results=tmp_path / "one")
 
     def two(name: str, *extra: str) -> dict:
-        cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "bench.run", f"results_dir={tmp_path / name}",
-               *args, *extra]
-        proc = subprocess.run(cmd, cwd=ROOT, env=bench_env(), capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return _net(tmp_path / name)
+        run_torchrun(*args, *extra, results=tmp_path / name)
+        return last_net(tmp_path / name, RUN)
 
-    a, synced, unsynced = _net(tmp_path / "one"), two("two"), two("nosync", "method.sync_scales=false")
+    a, synced, unsynced = last_net(tmp_path / "one", RUN), two("two"), two("nosync", "method.sync_scales=false")
     err = max(float((a[k] - synced[k]).abs().max()) for k in a)
     err_nosync = max(float((a[k] - unsynced[k]).abs().max()) for k in a)
     assert err < 2e-5 and err_nosync > 10 * err, (err, err_nosync)
 
-
-def _net(results: Path) -> dict:
-    return torch.load(results / "runs" / "drifting-ring8-mlp-s0" / "checkpoints" / "last.pt", weights_only=False)["net"]
