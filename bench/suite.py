@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         from bench.report import build_report
         print(f"Report: {build_report(results, Path('reports')).resolve()}")
     else:
-        print("Build the report with: python -m bench.report")
+        where = "" if Path(results) == Path("results") else f" --results {results}"
+        print(f"Build the report with: python -m bench.report{where}")
     if failed:
         print(f"bench.suite: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
