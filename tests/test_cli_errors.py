@@ -19,6 +19,7 @@ CASES = [
     (["eval.weights=[ema_0.5]"], "choose from: raw, ema_0.99, ema_0.999"),
     (["eval.metrics=[nope]"], "eval.metrics: unknown ['nope']"),
     (["data=moons", "eval.metrics=[modes]"], "metric modes cannot run on data 'moons'"),
+    (["data=digits"], "not found; make it with: python -m bench.run task=pretrain_encoder data=digits results_dir="),
     (["seed=one"], "seed: Value 'one'"),
     (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["train.schedule=linear"], "train.schedule must be one of ['constant', 'cosine']"),

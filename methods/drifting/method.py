@@ -19,6 +19,7 @@ alpha-conditioned model takes ``eval.guidance`` as alpha (>= 1), still one evalu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -126,6 +127,14 @@ class Drifting:
             return BackboneIO(in_shape=self.noise_shape(spec), out_shape=spec.shape)
         return self.cond_step.backbone_io(spec, self.noise_shape(spec), self.model_style)
 
+    def make_encoder_command(self, spec: DataSpec) -> str:
+        """The command that writes the missing encoder checkpoint (``<results_dir>/encoders/<name>.pt``)."""
+        cmd = MAKE_ENCODER.format(data=spec.name)
+        folder = Path(self.cfg.encoder_path or "").parent
+        if folder.name == "encoders" and folder.parent != Path("results"):
+            cmd += f" results_dir={folder.parent}"
+        return cmd
+
     def check_data(self, spec: DataSpec) -> None:
         """Fail before training when the data or the encoder checkpoint do not fit (one line)."""
         n = torch.Size(spec.shape).numel()
@@ -133,14 +142,14 @@ class Drifting:
             raise ValueError(f"method.collapse_to must have {n} values for data '{spec.name}', "
                              f"got {self.cfg.collapse_to}")
         if self.cond_step is not None:
-            self.cond_step.check_data(spec, MAKE_ENCODER.format(data=spec.name))
+            self.cond_step.check_data(spec, self.make_encoder_command(spec))
 
     def build(self, backbone: nn.Module, spec: DataSpec) -> nn.Module:
         self.spec = spec
         if self.cfg.collapse_to is not None:
             collapse(backbone, self.noise_shape(spec), self.cfg.collapse_to, self.cfg.collapse_steps)
         if self.cond_step is not None:
-            self.cond_step.bind(spec, how_to_make=MAKE_ENCODER.format(data=spec.name),
+            self.cond_step.bind(spec, how_to_make=self.make_encoder_command(spec),
                                 style_shape=getattr(backbone, "style_shape", None))
         return backbone
 
