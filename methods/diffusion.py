@@ -26,8 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from methods.base import Batch, NFEError, per_image_noise
-from methods.cfg import (check_guidance, check_label_dropout, drop_labels, guided, passes_per_step,
-                         sample_labels)
+from methods.cfg import check_guidance, check_label_dropout, drop_labels, guided, passes_per_step
 from methods.flow import POWERS_OF_TWO, bcast
 from methods.registry import register_method
 from methods.time_conditioned import TimeConditioned
@@ -119,17 +118,13 @@ class Diffusion(TimeConditioned):
 
     def sample(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
                guidance: float) -> Tensor:
-        self.check_nfe(nfe, guidance)
-        if self.shape is None:
-            raise RuntimeError("diffusion: build() must run before sample()")
-        device = next(net.parameters()).device
+        device, y = self.start_sampling(net, noise_seeds, y, nfe, guidance)
         steps = self.steps_for(nfe, guidance)
         c = self.cfg
         sched = make_scheduler(c.sampler, steps, c.num_train_timesteps, c.schedule, *self.betas, c.prediction)
         stochastic = c.sampler == "ddpm" or (c.sampler == "ddim" and c.eta > 0)
         noise = per_image_noise(noise_seeds, self.shape, device, draws=steps + 1 if stochastic else 1)
         x = (noise[:, 0] if stochastic else noise) * sched.init_noise_sigma
-        y = sample_labels(self.conditional, y, len(noise_seeds), self.null_label, device)
         for i, t in enumerate(sched.timesteps):
             t_rows = torch.full((x.shape[0],), float(t), device=device)
             out = guided(net, sched.scale_model_input(x, t), {"t": self._time(t_rows)}, y, guidance,

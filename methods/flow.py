@@ -19,8 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from methods.base import Batch, NFEError, StepRandom, per_image_noise
-from methods.cfg import (check_guidance, check_label_dropout, drop_labels, guided, passes_per_step,
-                         sample_labels)
+from methods.cfg import check_guidance, check_label_dropout, drop_labels, guided, passes_per_step
 from methods.ode import ADAPTIVE, EVALS_PER_STEP, SOLVERS, integrate_dopri5, integrate_fixed
 from methods.registry import register_method
 from methods.time_conditioned import TimeConditioned
@@ -91,12 +90,8 @@ class FlowMatching(TimeConditioned):
 
     def sample(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
                guidance: float) -> Tensor:
-        self.check_nfe(nfe, guidance)
-        if self.shape is None:
-            raise RuntimeError("flow: build() must run before sample()")
-        device = next(net.parameters()).device
+        device, y = self.start_sampling(net, noise_seeds, y, nfe, guidance)
         x = per_image_noise(noise_seeds, self.shape, device)
-        y = self.labels(y, len(noise_seeds), device)
         passes = passes_per_step(self.conditional, guidance)
 
         def velocity(yy: Tensor | None):
@@ -112,9 +107,6 @@ class FlowMatching(TimeConditioned):
         steps = nfe // (passes * EVALS_PER_STEP[self.cfg.sampler])
         ts = torch.linspace(1.0, 0.0, steps + 1)
         return integrate_fixed(velocity(y), x, ts, self.cfg.sampler)
-
-    def labels(self, y: Tensor | None, n: int, device) -> Tensor | None:
-        return sample_labels(self.conditional, y, n, self.null_label, device)
 
     def default_nfe(self) -> list[int]:
         if self.cfg.sampler in ADAPTIVE:

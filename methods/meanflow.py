@@ -29,8 +29,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from methods.base import Batch, NFEError, per_image_noise
-from methods.cfg import (check_guidance, check_label_dropout, drop_labels, guided, passes_per_step,
-                         sample_labels)
+from methods.cfg import check_guidance, check_label_dropout, drop_labels, guided, passes_per_step
 from methods.flow import bcast, check_time_dist, draw_times
 from methods.registry import register_method
 from methods.time_conditioned import TimeConditioned
@@ -123,12 +122,8 @@ class MeanFlow(TimeConditioned):
 
     def sample(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
                guidance: float) -> Tensor:
-        self.check_nfe(nfe, guidance)
-        if self.shape is None:
-            raise RuntimeError("meanflow: build() must run before sample()")
-        device = next(net.parameters()).device
+        device, y = self.start_sampling(net, noise_seeds, y, nfe, guidance)
         z = per_image_noise(noise_seeds, self.shape, device)
-        y = sample_labels(self.conditional, y, len(noise_seeds), self.null_label, device)
         ts = torch.linspace(1.0, 0.0, nfe // passes_per_step(self.conditional, guidance) + 1).tolist()
         for t, r in zip(ts[:-1], ts[1:]):
             tt = torch.full((z.shape[0],), t, device=device)

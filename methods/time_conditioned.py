@@ -3,9 +3,11 @@ data-shaped input to a data-shaped output, conditioned on time scalars and, for 
 on the label y (class ``num_classes`` is the null label of classifier-free guidance)."""
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from methods.base import BackboneIO, DataSpec
+from methods.cfg import sample_labels
 
 
 class TimeConditioned:
@@ -23,6 +25,16 @@ class TimeConditioned:
         return BackboneIO(in_shape=spec.shape, out_shape=spec.shape,
                           cond=self.SCALARS + (("y",) if self.conditional else ()),
                           num_classes=spec.num_classes if self.conditional else 0)
+
+    def start_sampling(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
+                       guidance: float) -> tuple[torch.device, Tensor | None]:
+        """Checks shared by every sampler: the NFE is one the method can do and ``build()`` has run.
+        Returns the network's device and the labels to sample with (``cfg.sample_labels``)."""
+        self.check_nfe(nfe, guidance)
+        if self.shape is None:
+            raise RuntimeError(f"{self.name}: build() must run before sample()")
+        device = next(net.parameters()).device
+        return device, sample_labels(self.conditional, y, len(noise_seeds), self.null_label, device)
 
     def build(self, backbone: nn.Module, spec: DataSpec) -> nn.Module:
         self.backbone_io(spec)
