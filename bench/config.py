@@ -8,7 +8,7 @@ key and the valid choices, raised before training starts and before anything is 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import product
 from typing import Any
 
@@ -162,6 +162,12 @@ def _build(section: str, factory, *args):
         raise ConfigError(msg if section in msg else f"{section}: {msg}") from None
 
 
+def data_args(d_cfg) -> tuple[str, ...]:
+    """The ``data.KEY=VALUE`` settings of a data config that differ from its defaults."""
+    return tuple(f"data.{f.name}={getattr(d_cfg, f.name)}" for f in fields(d_cfg)
+                 if f.name != "name" and getattr(d_cfg, f.name) != f.default)
+
+
 def plain_config(cfg: DictConfig) -> dict:
     """The resolved config as plain data, without Hydra's own node, plus the group choices."""
     choices = group_choices(cfg)
@@ -205,7 +211,7 @@ def prepare(cfg: DictConfig) -> RunSpec:
     if hasattr(method, "check_batch"):
         _build("method", method.check_batch, train.batch_size // world)
     if hasattr(method, "check_data"):
-        _build("method", method.check_data, data.spec)
+        _build("method", method.check_data, data.spec, data_args(d_cfg))
     if hasattr(method, "resolved_config"):     # e.g. the hash of a referenced checkpoint
         plain["method"].update(method.resolved_config())
 

@@ -20,6 +20,8 @@ CASES = [
     (["eval.metrics=[nope]"], "eval.metrics: unknown ['nope']"),
     (["data=moons", "eval.metrics=[modes]"], "metric modes cannot run on data 'moons'"),
     (["data=digits"], "not found; make it with: python -m bench.run task=pretrain_encoder data=digits results_dir="),
+    (["method=flow", "data=mnist", "data.root=/nowhere"], "data.root=/nowhere: no MNIST files (expected /nowhere/"
+                                                          "MNIST/raw/train-images-idx3-ubyte); set data.root=PATH"),
     (["seed=one"], "seed: Value 'one'"),
     (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["train.schedule=linear"], "train.schedule must be one of ['constant', 'cosine']"),

@@ -1,7 +1,8 @@
 """Dataset registry: ``data.name`` -> (config dataclass, builder returning a data source).
 
 A data source serves training batches (``batch(step, seed, rank, world, local_batch, device)``), a held-out
-``reference(n)`` for metrics and, for toys, an independent ``floor(n)`` sample and known ``modes``.
+``reference(n)`` for metrics, an independent ``floor(n)`` sample where it has one, for toys the known
+``modes`` and for labelled images the domain classifier's data (``classifier``).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 from bench.data.digits import DigitsConfig, build_digits
 from bench.data.toy import TOYS, ToyConfig, build_toy
+from bench.data.vision import READERS, VisionConfig, build_vision
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ DATASETS: dict[str, DatasetEntry] = {
     **{name: DatasetEntry(ToyConfig, build_toy) for name in TOYS},
     "digits": DatasetEntry(DigitsConfig, build_digits),
     "stacked_digits": DatasetEntry(DigitsConfig, build_digits),
+    **{name: DatasetEntry(VisionConfig, build_vision) for name in READERS},
 }
 
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from bench.data.tensor_source import TensorSource, as_float
+from bench.data.tensor_source import ClassifierData, TensorSource, as_float
 from methods.base import DataSpec
 
 SPLIT_SEED = 0          # the train/test split is part of the dataset's identity
@@ -46,6 +46,12 @@ def stack_digits(x: Tensor, y: Tensor, n: int, seed: int) -> tuple[Tensor, Tenso
     return x[idx][:, :, 0], y[idx[:, 0]] * 100 + y[idx[:, 1]] * 10 + y[idx[:, 2]]
 
 
+def digits_classifier(mode: str) -> ClassifierData:
+    """The digit classifier's data: the stratified split above; stacked digits classify each channel."""
+    return ClassifierData("digits", digits_arrays, 10, "digits (scikit-learn 8x8, stratified 80/20 split, seed 0)",
+                          mode=mode, epochs=8)
+
+
 @dataclass
 class DigitsConfig:
     name: str = "digits"
@@ -57,7 +63,8 @@ def build_digits(cfg: DigitsConfig) -> TensorSource:
     x_tr, y_tr, x_te, y_te = digits_arrays()
     if cfg.name == "digits":
         spec = DataSpec(name="digits", shape=(1, 8, 8), num_classes=10, kind="images", value_range=(-1.0, 1.0))
-        return TensorSource(spec, (x_tr, y_tr), reference_fn=lambda n: all_digits())
+        return TensorSource(spec, (x_tr, y_tr), reference_fn=lambda n: all_digits(),
+                            classifier=digits_classifier("grey"))
     if cfg.n_train < 1:
         raise ValueError(f"data.n_train must be >= 1, got {cfg.n_train}")
     spec = DataSpec(name="stacked_digits", shape=(3, 8, 8), num_classes=1000, kind="images",
@@ -65,4 +72,5 @@ def build_digits(cfg: DigitsConfig) -> TensorSource:
     x_all, y_all = all_digits()
     return TensorSource(spec, stack_digits(x_tr, y_tr, cfg.n_train, cfg.seed),
                         reference_fn=lambda n: stack_digits(x_all, y_all, n, cfg.seed + 1),
-                        floor_fn=lambda n: stack_digits(x_all, y_all, n, cfg.seed + 2))
+                        floor_fn=lambda n: stack_digits(x_all, y_all, n, cfg.seed + 2),
+                        classifier=digits_classifier("stacked"))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -19,13 +20,31 @@ class Modes:
     weights: Tensor
 
 
+@dataclass(frozen=True)
+class ClassifierData:
+    """Labelled images the domain classifier (``bench.metrics.domain``) learns and is tested on.
+
+    ``split() -> (x_train, y_train, x_test, y_test)`` in the data's value range; ``mode`` says how the
+    classifier reads a sample: "grey" (one channel), "rgb", or "stacked" (each channel is one grey image
+    of the split, VEEGAN's Stacked-MNIST protocol). Training runs ``epochs``, or more where that is under
+    ``min_steps`` updates (small subsets)."""
+
+    key: str                              # names the cached classifier file
+    split: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor]]
+    num_classes: int
+    description: str
+    mode: str = "grey"
+    epochs: int = 8
+    min_steps: int = 0
+
+
 class TensorSource:
     """Training tensors plus two functions ``n -> (x, y)``: the metrics' reference set and, where the
     data can supply one, an independent second sample for data-versus-data floors."""
 
     def __init__(self, spec: DataSpec, train: tuple[Tensor, Tensor], reference_fn, floor_fn=None,
-                 modes: Modes | None = None):
-        self.spec, self.modes = spec, modes
+                 modes: Modes | None = None, classifier: ClassifierData | None = None):
+        self.spec, self.modes, self.classifier = spec, modes, classifier
         self.x, self.y = train
         self._reference_fn, self._floor_fn = reference_fn, floor_fn
         self._samplers: dict[int, EpochSampler] = {}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bench.metrics.domain import DOMAIN_DATA, DomainExtractor
+from bench.metrics.domain import DomainExtractor, no_classifier
 from bench.metrics.features import register_feature_metrics
 from bench.metrics.registry import Features, MetricFamily, NotApplicable, register_extractor, register_family
 
@@ -61,9 +61,11 @@ def stacked_modes(f: Features, data, opts) -> dict:
 
 
 def _domain(data, opts) -> str | None:
-    if data.spec.name not in DOMAIN_DATA:
-        return f"no domain classifier for '{data.spec.name}' (available: {', '.join(DOMAIN_DATA)})"
-    return None
+    return no_classifier(data)
+
+
+def _has_classifier(data) -> bool:
+    return no_classifier(data) is None
 
 
 def _stacked(data, opts) -> str | None:
@@ -77,10 +79,10 @@ def _single(data, opts) -> str | None:
 
 register_extractor("domain", lambda data, options: DomainExtractor(data, options))
 register_feature_metrics("domain", fd="fd_domain", kid_name="kid_domain", suffix="_domain", unavailable=_domain,
-                         default=lambda data: data.spec.name in DOMAIN_DATA)
+                         default=_has_classifier)
 register_family(MetricFamily(names=("class_acc",), extractor="domain", compute=class_accuracy,
-                             unavailable=_domain, default=lambda data: data.spec.name in DOMAIN_DATA))
+                             unavailable=_domain, default=_has_classifier))
 register_family(MetricFamily(names=("classes_covered",), extractor="domain", compute=classes_covered,
-                             unavailable=_single, default=lambda data: data.spec.name == "digits"))
+                             unavailable=_single, default=lambda data: _single(data, None) is None))
 register_family(MetricFamily(names=("stacked_modes", "stacked_kl"), extractor="domain", compute=stacked_modes,
                              unavailable=_stacked, default=lambda data: data.spec.name == "stacked_digits"))

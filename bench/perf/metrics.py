@@ -74,7 +74,8 @@ def _setup(args):
     ref_x, ref_y = digits.reference(0)
     gen = ref_x[torch.randperm(len(ref_x), generator=torch.Generator().manual_seed(1))[:args.n]]
     gen = (gen + 0.2 * torch.randn(gen.shape, generator=torch.Generator().manual_seed(2))).clamp(-1, 1)
-    data = TensorSource(digits.spec, (ref_x, ref_y), reference_fn=lambda n: (ref_x[:args.n_ref], ref_y[:args.n_ref]))
+    data = TensorSource(digits.spec, (ref_x, ref_y), reference_fn=lambda n: (ref_x[:args.n_ref], ref_y[:args.n_ref]),
+                        classifier=digits.classifier)
     metric = "fid" if args.extractor == "inception" else "fd_domain"
     return data, gen, metric
 
@@ -93,14 +94,14 @@ def fid(args) -> None:
             kw = {"feature_extractor_weights_path": resolve_weights(opts).path}
         else:
             kw = {"feature_extractor": FIDELITY_NAME,
-                  "feature_extractor_weights_path": str(classifier_file("digits", opts.cache_root()))}
+                  "feature_extractor_weights_path": str(classifier_file(data, opts.cache_root()))}
         inputs = (Uint8Images(gen, data.spec.value_range), Uint8Images(data.reference(0)[0], data.spec.value_range))
         times = {"ours": [], "bare": []}
         for _ in range(args.repeats):    # interleaved, cold reference cache each time
             with tempfile.TemporaryDirectory() as c:
                 o = MetricOptions(cache_dir=c, feature_batch_size=args.batch, inception_weights=opts.inception_weights)
                 if args.extractor == "domain":
-                    classifier_file("digits", o.cache_root())
+                    classifier_file(data, o.cache_root())
                 ours, w, _ = clock(lambda: evaluate([metric], gen, None, data, args.n, o).values[metric])
             times["ours"].append(w)
             bare, w, _ = clock(lambda: torch_fidelity.calculate_metrics(
@@ -118,7 +119,7 @@ def cache(args) -> None:
         o = MetricOptions(cache_dir=c, feature_batch_size=args.batch)
         if args.extractor == "domain":
             from bench.metrics.domain import classifier_file
-            classifier_file("digits", o.cache_root())
+            classifier_file(data, o.cache_root())
         else:
             from bench.metrics.inception import resolve_weights
             resolve_weights(o)

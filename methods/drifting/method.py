@@ -78,6 +78,7 @@ class Drifting:
     def __init__(self, cfg: "Drifting.Config"):
         self.cfg = cfg
         self._validate()
+        self.data_args: tuple[str, ...] = ()
         self.conditional = cfg.conditional
         self.opts = DriftLossOptions(kernel_norm=cfg.kernel_norm, affinity_clamp=cfg.affinity_clamp,
                                      attraction=cfg.attraction, repulsion=cfg.repulsion,
@@ -129,14 +130,18 @@ class Drifting:
 
     def make_encoder_command(self, spec: DataSpec) -> str:
         """The command that writes the missing encoder checkpoint (``<results_dir>/encoders/<name>.pt``)."""
-        cmd = MAKE_ENCODER.format(data=spec.name)
+        cmd = MAKE_ENCODER.format(data=spec.name) + "".join(f" {a}" for a in self.data_args)
         folder = Path(self.cfg.encoder_path or "").parent
         if folder.name == "encoders" and folder.parent != Path("results"):
             cmd += f" results_dir={folder.parent}"
         return cmd
 
-    def check_data(self, spec: DataSpec) -> None:
-        """Fail before training when the data or the encoder checkpoint do not fit (one line)."""
+    def check_data(self, spec: DataSpec, data_args: tuple[str, ...] = ()) -> None:
+        """Fail before training when the data or the encoder checkpoint do not fit (one line).
+
+        ``data_args``: the command-line settings that select this data (e.g. ``data.root=PATH``), repeated
+        in the command that makes a missing encoder."""
+        self.data_args = data_args
         n = torch.Size(spec.shape).numel()
         if self.cfg.collapse_to is not None and len(self.cfg.collapse_to) != n:
             raise ValueError(f"method.collapse_to must have {n} values for data '{spec.name}', "
