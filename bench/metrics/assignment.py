@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import dijkstra, maximum_bipartite_matching
 K = 8          # candidate partners per point
 LEAF = 64      # points per box in power_knn
 GROUP = 4      # points per group at the next coarser scale
+EXITS = 2      # edges added per reached row when no free column is reachable
 BASE = 200     # below this size: the complete graph
 TOL = 1e-12    # relative tolerance on reduced costs
 
@@ -81,17 +82,19 @@ class Boxes:
         self.centre, self.radius = (lo + hi) / 2, np.sqrt((((hi - lo) / 2) ** 2).sum(1))
 
 
-def power_knn(q: np.ndarray, qb: Boxes, p: np.ndarray, pb: Boxes, pot: np.ndarray, k: int, jitter: float = 0.0):
+def power_knn(q: np.ndarray, qb: Boxes, p: np.ndarray, pb: Boxes, pot: np.ndarray, k: int, jitter: float = 0.0,
+              active: np.ndarray | None = None):
     """For every q_i, the k indices j with the smallest |q_i - p_j|^2 - pot_j (all j considered), sorted,
     and those values (computed directly). Exact up to rounding: a pair of boxes (R, C) is skipped only when
     min over R x C of |q|^2 - 2<q, p> + |p|^2 - pot - (row's k-th best so far) > 0, bounded below by the
     separable part min_i(.) + min_j(.) around the box centres minus 2 r_R r_C (and a rounding margin).
     ``jitter`` > 0 breaks exact ties differently for each pair (a fixed pseudo-random offset in [0, jitter)
-    used only to choose): the first value is then the minimum to within ``jitter``."""
+    used only to choose): the first value is then the minimum to within ``jitter``. ``active``: only those
+    queries are answered (the other rows of the result are meaningless)."""
     k = min(k, len(p))
     qq, pp = q[qb.order], p[pb.order]
     g, fq = (pp ** 2).sum(1) - pot[pb.order], (qq ** 2).sum(1)
-    margin = 1e-10 * max(fq.max(), np.abs(g).max(), 1.0)
+    margin = 1e-10 * max(fq.max(), np.abs(g[g < 1e100]).max(initial=1.0))
     gmin = np.minimum.reduceat(g[:, None] - 2 * pp @ qb.centre.T, pb.starts, axis=0).T   # [boxes q, boxes p]
     cross = 2 * qb.centre @ pb.centre.T - 2 * qb.radius[:, None] * pb.radius[None]
     qc = 2 * qq @ pb.centre.T
@@ -105,14 +108,17 @@ def power_knn(q: np.ndarray, qb: Boxes, p: np.ndarray, pb: Boxes, pot: np.ndarra
 
     # pass 1: each box of queries against its most promising boxes, for an upper bound on the k-th best
     best = np.argsort(np.minimum.reduceat(fq[:, None] - qc, qb.starts, axis=0) + gmin + cross, axis=1, kind="stable")
-    ub = np.empty(len(q))
-    for r in range(len(qb.starts)):
+    live = np.ones(len(qb.starts), bool) if active is None else np.logical_or.reduceat(active[qb.order], qb.starts)
+    ub = np.full(len(q), -np.inf)
+    for r in np.flatnonzero(live):
         s, e, _, val = block(r, best[r, :np.searchsorted(np.cumsum(pb.lengths[best[r]]), k) + 1])
         ub[s:e] = np.partition(val, k - 1, axis=1)[:, k - 1]
+    if active is not None:
+        ub[~active[qb.order]] = -np.inf
     # pass 2: every box pair that may hold a better partner
     bound = np.minimum.reduceat((fq - ub)[:, None] - qc, qb.starts, axis=0) + gmin + cross
-    idx = np.empty((len(q), k), np.int64)
-    for r in range(len(qb.starts)):
+    idx = np.zeros((len(q), k), np.int64)
+    for r in np.flatnonzero(live):
         s, e, cols, val = block(r, np.flatnonzero(bound[r] <= margin))
         if jitter:
             i, j = qb.order[s:e, None].astype(float), pb.order[cols][None].astype(float)
@@ -129,14 +135,19 @@ class _Graph:
 
     def __init__(self, a: np.ndarray, b: np.ndarray):
         self.a, self.b, self.n = a, b, len(a)
-        self.keys = np.zeros(0, np.int64)
+        self.keys, self.c = np.zeros(0, np.int64), np.zeros(0)
 
     def add(self, rows, cols) -> None:
-        merged = np.union1d(self.keys, np.asarray(rows, np.int64).ravel() * self.n + np.asarray(cols).ravel())
-        if len(merged) > len(self.keys):
-            self.keys = merged
-            self.rows, self.cols = merged // self.n, merged % self.n
-            self.c = ((self.a[self.rows] - self.b[self.cols]) ** 2).sum(1)
+        new = np.unique(np.asarray(rows, np.int64).ravel() * self.n + np.asarray(cols).ravel())
+        if len(self.keys):
+            at = np.searchsorted(self.keys, new)
+            new = new[self.keys[np.minimum(at, len(self.keys) - 1)] != new]
+        if len(new):
+            at = np.searchsorted(self.keys, new)
+            r, c = new // self.n, new % self.n
+            self.keys = np.insert(self.keys, at, new)
+            self.c = np.insert(self.c, at, ((self.a[r] - self.b[c]) ** 2).sum(1))
+            self.rows, self.cols = self.keys // self.n, self.keys % self.n
             self.indptr = np.searchsorted(self.rows, np.arange(self.n + 1))
 
     def row_min(self, v: np.ndarray) -> np.ndarray:
@@ -159,6 +170,7 @@ def _phases(g: _Graph, u: np.ndarray, v: np.ndarray, tol: float, exits=None) -> 
         owner = np.full(n, -1)
         owner[match[match >= 0]] = np.flatnonzero(match >= 0)
         has = owner >= 0
+        stuck = False
         while True:   # residual graph: row i -> column n + j (reduced cost), matched column n + j -> its row (0)
             r = np.maximum(g.c - u[g.rows] - v[g.cols], 0.0)
             res = sp.csr_matrix((np.concatenate([r, np.zeros(int(has.sum()))]),
@@ -170,7 +182,10 @@ def _phases(g: _Graph, u: np.ndarray, v: np.ndarray, tol: float, exits=None) -> 
             if len(reach):
                 break
             exits(np.isfinite(d[:n]), np.isfinite(d[n:]))
-        phi = np.where(np.isfinite(d), np.maximum(reach.max() - d, 0.0), 0.0)
+            stuck = True
+        # L: the largest distance of a reachable free column (many paths at once), the smallest right after
+        # new edges were needed (a cautious step, as far outside the graph the duals are least reliable)
+        phi = np.where(np.isfinite(d), np.maximum((reach.min() if stuck else reach.max()) - d, 0.0), 0.0)
         u += phi[:n]
         v -= phi[n:]
 
@@ -198,17 +213,18 @@ def _solve(a: np.ndarray, b: np.ndarray, tol: float):
     g.add(np.concatenate([np.repeat(ar, K), jb.ravel()]), np.concatenate([ja.ravel(), np.repeat(ar, K)]))
 
     def exits(rows, cols):   # edges from the reached rows to their best unreached columns
-        j, _ = power_knn(a, ta, b, tb, np.where(cols, -1e200, v), K, jit)
-        g.add(np.repeat(np.flatnonzero(rows), K), j[rows])
+        j, _ = power_knn(a, ta, b, tb, np.where(cols, -1e200, v), EXITS, jit, rows)
+        g.add(np.repeat(np.flatnonzero(rows), EXITS), j[rows])
 
     while True:
         match = _phases(g, u, v, tol, exits)
-        j, val = power_knn(a, ta, b, tb, v, K, jit)
-        bad = np.flatnonzero(val[:, 0] - u < jit - tol)      # the true minimum may be up to jit lower
-        if not len(bad):
+        val = power_knn(a, ta, b, tb, v, 1, jit)[1][:, 0]
+        bad = val - u < jit - tol      # the true minimum may be up to jit lower
+        if not bad.any():
             return match, u, v
-        g.add(np.repeat(bad, K), j[bad])
-        u[:] = np.minimum(u, g.row_min(v))
+        j, _ = power_knn(a, ta, b, tb, v, K, jit, bad)
+        g.add(np.repeat(np.flatnonzero(bad), K), j[bad])
+        u[:] = np.minimum(u, g.row_min(v))     # the violating rows become free
 
 
 def optimal_assignment(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
