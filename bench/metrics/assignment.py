@@ -40,6 +40,7 @@ LEAF = 64      # points per box in power_knn
 GROUP = 4      # points per group at the next coarser scale
 EXITS = 2      # edges added per reached row when no free column is reachable
 BASE = 200     # below this size: the complete graph
+BLOCKS = True
 TOL = 1e-12    # relative tolerance on reduced costs
 
 
@@ -149,6 +150,7 @@ class _Graph:
             self.c = np.insert(self.c, at, ((self.a[r] - self.b[c]) ** 2).sum(1))
             self.rows, self.cols = self.keys // self.n, self.keys % self.n
             self.indptr = np.searchsorted(self.rows, np.arange(self.n + 1))
+            self.cols32, self.indptr32 = self.cols.astype(np.int32), self.indptr.astype(np.int32)
 
     def row_min(self, v: np.ndarray) -> np.ndarray:
         return np.minimum.reduceat(self.c - v[self.cols], self.indptr[:-1])
@@ -161,21 +163,24 @@ def _phases(g: _Graph, u: np.ndarray, v: np.ndarray, tol: float, exits=None) -> 
     while True:
         r = g.c - u[g.rows] - v[g.cols]
         tight = r <= tol
-        t = sp.csr_matrix((np.ones(int(tight.sum())), g.cols[tight], np.searchsorted(g.rows[tight], np.arange(n + 1))),
+        t = sp.csr_matrix((np.ones(int(tight.sum())), g.cols32[tight],
+                           np.concatenate([[0], np.cumsum(np.add.reduceat(tight, g.indptr[:-1]))]).astype(np.int32)),
                           shape=(n, n))
         match = maximum_bipartite_matching(t, perm_type="column")
         free = np.flatnonzero(match < 0)
         if not len(free):
             return match
-        owner = np.full(n, -1)
+        owner = np.full(n, -1, np.int32)
         owner[match[match >= 0]] = np.flatnonzero(match >= 0)
         has = owner >= 0
         stuck = False
         while True:   # residual graph: row i -> column n + j (reduced cost), matched column n + j -> its row (0)
-            r = np.maximum(g.c - u[g.rows] - v[g.cols], 0.0)
-            res = sp.csr_matrix((np.concatenate([r, np.zeros(int(has.sum()))]),
-                                 np.concatenate([g.cols + n, owner[has]]),
-                                 np.concatenate([g.indptr, len(r) + np.cumsum(has)])), shape=(2 * n, 2 * n))
+            if stuck:
+                r = g.c - u[g.rows] - v[g.cols]
+            res = sp.csr_matrix((np.concatenate([np.maximum(r, 0.0), np.zeros(int(has.sum()))]),
+                                 np.concatenate([g.cols32 + np.int32(n), owner[has]]),
+                                 np.concatenate([g.indptr32, len(r) + np.cumsum(has, dtype=np.int32)])),
+                                shape=(2 * n, 2 * n))
             d = dijkstra(res, indices=free, min_only=True)
             reach = d[n:][~has]
             reach = reach[np.isfinite(reach)]
@@ -190,6 +195,14 @@ def _phases(g: _Graph, u: np.ndarray, v: np.ndarray, tol: float, exits=None) -> 
         v -= phi[n:]
 
 
+def _members(boxes: Boxes) -> np.ndarray:
+    """[boxes, largest box] point indices of each box, -1 padded."""
+    out = np.full((len(boxes.starts), boxes.lengths.max()), -1)
+    box = np.repeat(np.arange(len(boxes.starts)), boxes.lengths)
+    out[box, np.arange(len(box)) - boxes.starts[box]] = boxes.order
+    return out
+
+
 def _solve(a: np.ndarray, b: np.ndarray, tol: float):
     """(match, u, v): match[i] the column of row i, (u, v) duals certifying it on all pairs."""
     n, ar = len(a), np.arange(len(a))
@@ -202,7 +215,7 @@ def _solve(a: np.ndarray, b: np.ndarray, tol: float):
     ga, gb = Boxes(a, GROUP, balanced=True), Boxes(b, GROUP, balanced=True)
     ca = np.add.reduceat(a[ga.order], ga.starts, axis=0) / ga.lengths[:, None]
     cb = np.add.reduceat(b[gb.order], gb.starts, axis=0) / gb.lengths[:, None]
-    _, _, coarse_v = _solve(ca, cb, tol)
+    coarse_match, _, coarse_v = _solve(ca, cb, tol)
     ta, tb = Boxes(a, LEAF), Boxes(b, LEAF)
     u = power_knn(a, ta, cb, Boxes(cb, LEAF), coarse_v, 1)[1][:, 0]
     jit = 0.1 * tol
@@ -211,6 +224,10 @@ def _solve(a: np.ndarray, b: np.ndarray, tol: float):
     ja, val = power_knn(a, ta, b, tb, v, K, jit)
     u = val[:, 0]
     g.add(np.concatenate([np.repeat(ar, K), jb.ravel()]), np.concatenate([ja.ravel(), np.repeat(ar, K)]))
+    if BLOCKS:      # all pairs between the points of matched groups: the coarse plan at the fine scale
+        ma, mb = _members(ga), _members(gb)[coarse_match]
+        keep = (ma[:, :, None] >= 0) & (mb[:, None, :] >= 0)
+        g.add(np.broadcast_to(ma[:, :, None], keep.shape)[keep], np.broadcast_to(mb[:, None, :], keep.shape)[keep])
 
     def exits(rows, cols):   # edges from the reached rows to their best unreached columns
         j, _ = power_knn(a, ta, b, tb, np.where(cols, -1e200, v), EXITS, jit, rows)
@@ -218,11 +235,10 @@ def _solve(a: np.ndarray, b: np.ndarray, tol: float):
 
     while True:
         match = _phases(g, u, v, tol, exits)
-        val = power_knn(a, ta, b, tb, v, 1, jit)[1][:, 0]
-        bad = val - u < jit - tol      # the true minimum may be up to jit lower
+        j, val = power_knn(a, ta, b, tb, v, K, jit)
+        bad = val[:, 0] - u < jit - tol      # the true minimum may be up to jit lower
         if not bad.any():
             return match, u, v
-        j, _ = power_knn(a, ta, b, tb, v, K, jit, bad)
         g.add(np.repeat(np.flatnonzero(bad), K), j[bad])
         u[:] = np.minimum(u, g.row_min(v))     # the violating rows become free
 
