@@ -42,7 +42,8 @@ def toy(args) -> None:
           f"{cpu:.2f} s CPU (target < 5 s)")
     for n in args.w2_n:
         _, wall, cpu = clock(lambda: evaluate(["w2", "w2_floor"], x[:n], None, data, n))
-        print(f"toy {args.data}: w2 + w2_floor (exact assignment, certified) at n={n}: {wall:.2f} s wall, {cpu:.2f} s CPU")
+        print(f"toy {args.data}: w2 + w2_floor (exact assignment, certified) at n={n}: {wall:.2f} s wall, "
+              f"{cpu:.2f} s CPU")
 
 
 def w2(args) -> None:
@@ -72,7 +73,8 @@ def w2(args) -> None:
                 r, s = linear_sum_assignment(c)
                 return float(np.sqrt(c[r, s].mean()))
             wd, wall, cpu = clock(dense)
-            line += f"; dense {wd:.10f} in {wall:.2f} s wall, {cpu:.2f} s CPU (relative difference {abs(w - wd) / wd:.1e})"
+            line += (f"; dense {wd:.10f} in {wall:.2f} s wall, {cpu:.2f} s CPU "
+                     f"(relative difference {abs(w - wd) / wd:.1e})")
         print(line, flush=True)
 
 
