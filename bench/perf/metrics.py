@@ -4,6 +4,7 @@
     python -m bench.perf.metrics prdc --n 50000      # precision/recall/density/coverage memory at 50K
     python -m bench.perf.metrics fid --n 100         # our FID vs a bare torch-fidelity call (target: <= 1.10)
     python -m bench.perf.metrics cache --n 50 --n-ref 500   # second evaluation with cached reference (>= 5x)
+    python -m bench.perf.metrics w2 --n 10000 --dense-max 2500   # exact W2: sparse certified vs dense solver
 
 ``fid`` and ``cache`` use the Inception weights that ``eval.inception_weights=auto`` resolves (the
 fid-helper conversion offline); ``--extractor domain`` runs them on the digits classifier instead.
@@ -41,7 +42,40 @@ def toy(args) -> None:
           f"{cpu:.2f} s CPU (target < 5 s)")
     for n in args.w2_n:
         _, wall, cpu = clock(lambda: evaluate(["w2", "w2_floor"], x[:n], None, data, n))
-        print(f"toy {args.data}: w2 + w2_floor (exact assignment) at n={n}: {wall:.2f} s wall, {cpu:.2f} s CPU")
+        print(f"toy {args.data}: w2 + w2_floor (exact assignment, certified) at n={n}: {wall:.2f} s wall, "
+              f"{cpu:.2f} s CPU")
+
+
+def w2(args) -> None:
+    """Exact W2 on data-vs-data and bad-generator pairs: the sparse certified solver, and scipy's dense
+    assignment (same value required) where n <= --dense-max."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    from bench.metrics.assignment import optimal_assignment
+
+    g = torch.Generator().manual_seed(0)
+    grid, ring = build_data({"name": "grid25", "n_train": 10}), build_data({"name": "ring8", "n_train": 10})
+    one_mode = grid.modes.means[:1] + grid.modes.std * torch.randn(args.n, 2, generator=g)
+    cases = {"grid25 vs grid25": (grid.floor(args.n)[0], grid.reference(args.n)[0]),
+             "ring8 vs ring8": (ring.floor(args.n)[0], ring.reference(args.n)[0]),
+             "one grid25 mode vs grid25": (one_mode, grid.reference(args.n)[0]),
+             "uniform square vs gaussian blob": (2 * torch.rand(args.n, 2, generator=g) - 1,
+                                                 0.3 * torch.randn(args.n, 2, generator=g))}
+    for name, (x, y) in cases.items():
+        a, b = x.double().numpy(), y.double().numpy()
+        (cols, _, _), wall, cpu = clock(lambda: optimal_assignment(a, b))
+        w = float(np.sqrt(((a - b[cols]) ** 2).sum(1).mean()))
+        line = f"w2 {name}, n={args.n}: sparse certified {w:.10f} in {wall:.2f} s wall, {cpu:.2f} s CPU"
+        if args.n <= args.dense_max:
+            def dense():
+                c = ((a[:, None] - b[None]) ** 2).sum(-1)
+                r, s = linear_sum_assignment(c)
+                return float(np.sqrt(c[r, s].mean()))
+            wd, wall, cpu = clock(dense)
+            line += (f"; dense {wd:.10f} in {wall:.2f} s wall, {cpu:.2f} s CPU "
+                     f"(relative difference {abs(w - wd) / wd:.1e})")
+        print(line, flush=True)
 
 
 def prdc(args) -> None:
@@ -132,7 +166,7 @@ def cache(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=["toy", "prdc", "fid", "cache"])
+    p.add_argument("what", choices=["toy", "prdc", "fid", "cache", "w2"])
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--n-ref", type=int, default=500)
     p.add_argument("--dim", type=int, default=64)
@@ -141,11 +175,13 @@ def main() -> None:
     p.add_argument("--w2-n", type=int, nargs="*", default=[2500])
     p.add_argument("--extractor", choices=["inception", "domain"], default="inception")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--dense-max", type=int, default=2500, help="w2: run the dense solver up to this n")
     args = p.parse_args()
-    defaults = {"toy": (10_000, None), "prdc": (50_000, 1024), "fid": (100, 50), "cache": (50, 50)}[args.what]
+    defaults = {"toy": (10_000, None), "prdc": (50_000, 1024), "fid": (100, 50), "cache": (50, 50),
+                "w2": (10_000, None)}[args.what]
     args.n = args.n or defaults[0]
     args.batch = args.batch or defaults[1]
-    {"toy": toy, "prdc": prdc, "fid": fid, "cache": cache}[args.what](args)
+    {"toy": toy, "prdc": prdc, "fid": fid, "cache": cache, "w2": w2}[args.what](args)
 
 
 if __name__ == "__main__":
