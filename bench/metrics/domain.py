@@ -119,8 +119,8 @@ def classifier_file(data, cache_root: Path, device: str = "cpu") -> Path:
         raise ValueError(no_classifier(data))
     c = data.classifier
     channels = slice(None) if c.mode == "rgb" else slice(0, 1)       # grey images: one channel
-    x_tr, y_tr, x_te, y_te = ((to_uint8_rgb(t, data.spec.value_range)[:, channels].contiguous() if i % 2 == 0 else t)
-                              for i, t in enumerate(c.split()))
+    x_tr, y_tr, x_te, y_te = c.split()
+    x_tr, x_te = (to_uint8_rgb(x, data.spec.value_range)[:, channels].contiguous() for x in (x_tr, x_te))
     recipe = Recipe(epochs=max(c.epochs, math.ceil(c.min_steps / math.ceil(len(x_tr) / Recipe.batch_size))))
     stem_pool = min(x_tr.shape[2:]) > 16
     arch = "SmallCNN+stem_pool" if stem_pool else "SmallCNN"
