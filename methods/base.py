@@ -3,9 +3,9 @@
 Conventions (DESIGN.md section 4):
 - NFE is measured, never declared: ``bench.sampling`` wraps the network in a counter of rows evaluated
   per image produced. A method's ``check_nfe`` only says which requests it can honour.
-- Randomness in training comes from ``Batch`` helpers, which draw the *global* batch from a generator
-  seeded by (seed, step) and return this rank's rows, so one process and N processes with the same
-  global batch see the same numbers. Sampling noise is per image: image i depends only on seed i.
+- Randomness in training comes from ``Batch`` helpers, keyed by (seed, step, global sample index): each
+  rank draws only its own rows, and one process and N processes with the same global batch see the same
+  numbers. Sampling noise is per image: image i depends only on seed i (``methods.noise``).
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
+
+from methods.noise import keyed_rand, keyed_randint, keyed_randn
 
 
 @dataclass(frozen=True)
@@ -38,32 +40,34 @@ class BackboneIO:
 
 
 class StepRandom:
-    """Random draws for one training step, identical on every rank for the global batch.
+    """Random draws for one training step, keyed by (seed, step, draw number, global sample index).
 
-    Every call draws ``[global_batch, *shape]`` from one generator seeded by (seed, step) and returns
-    the rows of this rank, so the sample with global index i gets the same numbers whatever the
-    world size is.
+    Each call is one keyed stream (``methods.noise``): this rank draws only its own rows
+    ``[rank * local_batch, (rank + 1) * local_batch)`` of the global batch, and the sample with global
+    index i gets the same numbers whatever the world size (calls must come in the same order on every
+    rank, as they do in a method's ``loss``).
     """
 
     def __init__(self, seed: int, step: int, rank: int, world: int, local_batch: int, device):
-        self.generator = torch.Generator().manual_seed(mix_seed(seed, step, 0x5EED))
-        self.rows = slice(rank * local_batch, (rank + 1) * local_batch)
+        self.seed, self.step, self.calls = seed, step, 0
+        self.rows = range(rank * local_batch, (rank + 1) * local_batch)
         self.global_batch = world * local_batch
         self.device = device
 
-    def _shard(self, t: Tensor) -> Tensor:
-        return t[self.rows].to(self.device)
+    def _key(self) -> tuple[int, ...]:
+        self.calls += 1
+        return (self.seed, self.step, 0x5EED, self.calls)
 
     def randn(self, *shape: int, rows: int | None = None) -> Tensor:
         """Normal draws per sample; ``rows`` draws that many per sample (e.g. several noises each)."""
         per = (rows,) if rows else ()
-        return self._shard(torch.randn(self.global_batch, *per, *shape, generator=self.generator))
+        return keyed_randn(self._key(), self.rows, (*per, *shape), self.device)
 
     def rand(self, *shape: int) -> Tensor:
-        return self._shard(torch.rand(self.global_batch, *shape, generator=self.generator))
+        return keyed_rand(self._key(), self.rows, shape, self.device)
 
     def randint(self, high: int, *shape: int) -> Tensor:
-        return self._shard(torch.randint(high, (self.global_batch, *shape), generator=self.generator))
+        return keyed_randint(self._key(), self.rows, high, shape, self.device)
 
 
 @dataclass
@@ -80,25 +84,17 @@ class Batch:
         return self.random.randn(*self.x.shape[1:])
 
 
-def mix_seed(*parts: int) -> int:
-    """Deterministic 63-bit seed from integers (splitmix64 finaliser), stable across processes."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        h = (h ^ (h >> 31)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-    return h & 0x7FFFFFFFFFFFFFFF
+SAMPLE_STREAM = 0x5A3F1E   # the key of sampling noise: image i's noise is item seeds[i] of this stream
 
 
 def per_image_noise(seeds: Tensor, shape: tuple[int, ...], device, draws: int = 1) -> Tensor:
     """Noise in which image i depends only on ``seeds[i]``: ``[N, *shape]`` (or ``[N, draws, *shape]``).
 
-    Multi-step stochastic samplers ask for several draws per image at once, so that the noise of
-    image i never depends on the batch it was generated in.
+    Drawn on ``device`` in blocks of consecutive seeds (``methods.noise``), without a loop over images.
+    Multi-step stochastic samplers ask for several draws per image at once, so that the noise of image i
+    never depends on the batch it was generated in.
     """
-    out = torch.empty(len(seeds), draws, *shape)
-    for i, s in enumerate(seeds.tolist()):
-        out[i] = torch.randn(draws, *shape, generator=torch.Generator().manual_seed(int(s)))
-    out = out.to(device)
+    out = keyed_randn((SAMPLE_STREAM, draws), seeds, (draws, *shape), device)
     return out[:, 0] if draws == 1 else out
 
 

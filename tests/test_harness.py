@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from methods.base import StepRandom, mix_seed
+from methods.base import StepRandom
+from methods.noise import mix_seed
 from methods.harness.dist import select_device
 from methods.harness.ema import EMASet
 from methods.harness.optim import lr_at
@@ -63,3 +64,34 @@ def test_device_selection():
             select_device("cuda")
     with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N"):
         select_device("mps0")
+
+
+def test_a_hook_that_asks_to_stop_checkpoints_and_the_run_resumes_exactly(tmp_path):
+    from bench.data import build_data
+    from methods.backbones import build_backbone
+    from methods.drifting.method import Drifting
+    from methods.harness.dist import DistEnv
+    from methods.harness.trainer import Trainer
+
+    def fit(run_dir, hooks=()):
+        run_dir.mkdir(exist_ok=True)
+        torch.manual_seed(0)
+        data, method = build_data({"name": "ring8"}), Drifting(Drifting.Config())
+        net = method.build(build_backbone({"name": "mlp", "hidden": 16, "depth": 2}, method.backbone_io(data.spec)),
+                           data.spec)
+        trainer = Trainer(method, net, data, TrainConfig(steps=12, batch_size=64, progress=False,
+                                                         ckpt_every_steps=100), run_dir, 0, DistEnv(),
+                          log=lambda s: None, hooks=hooks)
+        return trainer, trainer.fit()
+
+    def stop_at_5(t):
+        if t.step == 5:
+            t.stop_reason = "asked by a hook"
+
+    _, first = fit(tmp_path / "a", (stop_at_5,))
+    assert (first.status, first.steps) == ("partial", 5)
+    resumed, second = fit(tmp_path / "a")
+    straight, _ = fit(tmp_path / "b")
+    assert second.status == "finished" and second.resumes == 1
+    for name, p in straight.net.state_dict().items():
+        assert torch.equal(p, resumed.net.state_dict()[name]), name

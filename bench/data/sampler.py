@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import mix_seed
+from methods.noise import mix_seed
 
 
 class EpochSampler:

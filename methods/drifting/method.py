@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from methods.base import BackboneIO, Batch, DataSpec, NFEError, mix_seed, per_image_noise
+from methods.base import BackboneIO, Batch, DataSpec, NFEError, per_image_noise
+from methods.noise import keyed_randint
 from methods.drifting.field import KERNEL_NORMS, drift_mse, drifting_field
 from methods.drifting.loss import DriftLossOptions, drift_loss
 from methods.registry import register_method
@@ -204,7 +205,7 @@ class Drifting:
         if self.cfg.cfg:
             cond["alpha"] = torch.full((len(y),), float(guidance), device=device)
         if self.cond_step.style_shape is not None:
-            cond["style"] = style_indices(noise_seeds, *self.cond_step.style_shape).to(device)
+            cond["style"] = style_indices(noise_seeds, *self.cond_step.style_shape, device)
         return net(noise, cond)
 
     def default_nfe(self) -> list[int]:
@@ -241,10 +242,9 @@ def collapse(net: nn.Module, noise_shape: tuple[int, ...], point: list[float],
         opt.step()
 
 
-def style_indices(seeds: Tensor, n: int, codebook: int) -> Tensor:
-    """Per-image random style indices ``[N, n]`` (sample i depends only on seed i)."""
-    return torch.stack([torch.randint(codebook, (n,), generator=torch.Generator().manual_seed(
-        mix_seed(int(s), 0x57E1E))) for s in seeds.tolist()])
+def style_indices(seeds: Tensor, n: int, codebook: int, device="cpu") -> Tensor:
+    """Per-image random style indices ``[N, n]`` (sample i depends only on seed i; no loop over images)."""
+    return keyed_randint((0x57E1E,), seeds, codebook, (n,), device)
 
 
 def all_reduce_fn(enabled: bool):

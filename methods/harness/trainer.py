@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from methods.base import Batch, Method, mix_seed
+from methods.base import Batch, Method
+from methods.noise import mix_seed
 from methods.harness import checkpoint
 from methods.harness.dist import DistEnv, all_true
 from methods.harness.ema import EMASet
@@ -69,7 +70,15 @@ class BatchSource(Protocol):
 
 
 class TrainingDiverged(RuntimeError):
-    pass
+    """A non-finite loss or gradient: ``what`` it was, the ``step`` it happened at, and the last good
+    checkpoint (``checkpoint_step`` None when none was written yet)."""
+
+    def __init__(self, message: str, what: str, step: int, checkpoint_step: int | None, checkpoint_path: Path):
+        super().__init__(message)
+        self.what, self.step, self.checkpoint_step, self.checkpoint_path = what, step, checkpoint_step, checkpoint_path
+
+
+Hook = Callable[["Trainer"], None]
 
 
 @dataclass
@@ -86,9 +95,13 @@ class TrainSummary:
 
 class Trainer:
     def __init__(self, method: Method, net: nn.Module, data: BatchSource, cfg: TrainConfig, run_dir: Path,
-                 seed: int, env: DistEnv, log: Callable[[str], None] = print):
+                 seed: int, env: DistEnv, log: Callable[[str], None] = print, hooks: tuple[Hook, ...] = ()):
+        """``hooks`` run after every step (and its checkpoint), in order, on every rank: e.g. an evaluation
+        during training or a preemption check. A hook that sets ``trainer.stop_reason`` ends ``fit`` after
+        a checkpoint, with the run left ``partial``."""
         cfg.validate(env.world)
         self.method, self.data, self.cfg, self.seed, self.env, self.log = method, data, cfg, seed, env, log
+        self.hooks, self.stop_reason = tuple(hooks), None
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / "checkpoints" / checkpoint.LAST
         self.log_path = self.run_dir / "train_log.jsonl"
@@ -143,10 +156,12 @@ class Trainer:
         return DistributedDataParallel(self.net, device_ids=ids)
 
     def _diverged(self, what: str) -> TrainingDiverged:
-        kept = (f"the last good checkpoint (step {checkpoint.load(self.ckpt_path)['step']}) is kept at "
-                f"{self.ckpt_path}" if self.ckpt_path.exists() else "no checkpoint was written yet")
+        good = checkpoint.load(self.ckpt_path)["step"] if self.ckpt_path.exists() else None
+        kept = (f"the last good checkpoint (step {good}) is kept at {self.ckpt_path}" if good is not None
+                else "no checkpoint was written yet")
         return TrainingDiverged(f"training diverged: non-finite {what} at step {self.step}; {kept}; "
-                                f"lower train.lr, raise train.warmup_steps or set train.grad_clip")
+                                f"lower train.lr, raise train.warmup_steps or set train.grad_clip",
+                                what, self.step, good, self.ckpt_path)
 
     def fit(self) -> TrainSummary:
         cfg = self.cfg
@@ -178,6 +193,12 @@ class Trainer:
                 if self.step % cfg.ckpt_every_steps == 0 or self.step == cfg.steps or due:
                     self.save()
                     t_ckpt = time.monotonic()
+                for hook in self.hooks:
+                    hook(self)
+                if self.stop_reason is not None:
+                    self.save()
+                    self.log(f"stopping at step {self.step}: {self.stop_reason}")
+                    break
         bar.close()
         return self.summary(window.last_loss)
 
