@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 import torch
 
 from bench.data import dataset_entry
+from bench.errors import ConfigError
 from bench.metrics import check_metrics, default_metrics, metric_names
 from methods.backbones import build_backbone
 from methods.base import NFEError
@@ -29,10 +30,6 @@ from methods.harness.trainer import TrainConfig
 from methods.registry import backbone_class, method_class
 
 CONF_MODULE = "bench.conf"
-
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased as one line that says what to fix."""
 
 
 @dataclass
@@ -66,7 +63,7 @@ class TopConfig:
     tag: str | None = None
     device: str = "auto"
     results_dir: str = "results"
-    task: str = "train"                # train | pretrain_encoder (bench/pretrain.py)
+    task: str = "train"                # a name of bench.tasks.TASKS (train, pretrain_encoder, ...)
 
 
 @dataclass
@@ -179,16 +176,9 @@ def plain_config(cfg: DictConfig) -> dict:
     return plain
 
 
-def prepare(cfg: DictConfig) -> RunSpec:
-    """Validate everything about a composed config and build the method and data (no training)."""
-    plain = plain_config(cfg)
+def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
+    """Validate everything about a ``task=train`` config and build the method and data (no training)."""
     choices = plain["choices"]
-    top = typed("", TopConfig, {k: plain[k] for k in ("seed", "tag", "device", "results_dir", "task")})
-    if top.task == "pretrain_encoder":
-        from bench.pretrain import prepare_pretrain
-        return prepare_pretrain(plain, top)
-    if top.task != "train":
-        raise ConfigError(f"task must be train or pretrain_encoder, got '{top.task}'")
     plain.pop("encoder", None)         # the encoder group configures task=pretrain_encoder only
     choices.pop("encoder", None)
     train = typed("train", TrainConfig, plain["train"])

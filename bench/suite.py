@@ -35,8 +35,10 @@ import yaml
 from bench import record as rec
 from bench import suite_manifest as sm
 from bench.suite_manifest import choice
-from bench.config import ConfigError, RunSpec, compose_config, expand_sweep, prepare
-from bench.run import RunError, check_existing, execute
+from bench.config import RunSpec, compose_config, expand_sweep
+from bench.errors import ConfigError, RunError
+from bench.tasks import execute, prepare
+from bench.tasks.train import check_existing
 
 SUITE_KEYS = ("description", "overrides", "prepare", "jobs")
 JOB_ENTRY_KEYS = ("label", "group", "overrides")

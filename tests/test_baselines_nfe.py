@@ -8,7 +8,8 @@ import os
 import pytest
 import torch
 
-from bench.config import ConfigError, compose_config, prepare
+from bench.config import ConfigError, compose_config
+from bench.tasks import prepare
 from bench.sampling import generate
 from methods.backbones import build_backbone
 from methods.base import NFEError

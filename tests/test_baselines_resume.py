@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.config import compose_config, prepare
+from bench.config import compose_config
+from bench.tasks import prepare
 from methods.backbones import build_backbone
 from methods.harness.dist import DistEnv
 from methods.harness.trainer import Trainer, TrainConfig

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from bench import params
-from bench.config import ConfigError, compose_config, prepare
+from bench.config import ConfigError, compose_config
+from bench.tasks import prepare
 from bench.data.digits import digits_arrays
 from methods.backbones import build_backbone
 from methods.backbones.dit import DiT

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from bench.config import ConfigError, compose_config, prepare
-from bench.run import execute
+from bench.config import ConfigError, compose_config
+from bench.tasks import execute, prepare
 from methods.backbones import build_backbone
 from methods.base import NFEError
 from methods.harness.dist import DistEnv
@@ -127,7 +127,7 @@ def test_toy_production_loss_runs_and_logs(tmp_path):
     (["method=drifting", "data=digits", "method.encoder_path=null", "method.classes_per_step=100"], "classes_per_step"),
     (["method=drifting", "data=digits", "method.encoder_path=null", "method.alpha_min=0.5"], "alpha_min"),
     (["task=pretrain_encoder", "data=ring8"], "image data"),
-    (["task=evaluate"], "task must be"),
+    (["task=nope"], "unknown task .nope.; choose one of: train, pretrain_encoder"),
 ])
 def test_bad_configs_fail_in_one_line(tmp_path, bad, msg):
     with pytest.raises(ConfigError, match=msg) as e:

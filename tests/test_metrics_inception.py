@@ -41,7 +41,8 @@ def test_no_weights_is_one_clear_error_naming_the_options(no_weights):
 
 
 def test_missing_weights_stop_a_run_before_training(no_weights, monkeypatch):
-    from bench.config import ConfigError, compose_config, prepare
+    from bench.config import ConfigError, compose_config
+    from bench.tasks import prepare
 
     monkeypatch.setenv("DRIFTBENCH_CACHE", no_weights.cache_dir)
     with pytest.raises(ConfigError, match="eval.metrics: no Inception weights"):

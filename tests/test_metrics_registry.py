@@ -76,7 +76,8 @@ def test_every_issue_metric_is_registered():
 
 
 def test_config_rejects_bad_metric_options():
-    from bench.config import ConfigError, compose_config, prepare
+    from bench.config import ConfigError, compose_config
+    from bench.tasks import prepare
 
     with pytest.raises(ConfigError, match="eval.metrics: unknown \\['fidd'\\]"):
         prepare(compose_config(["eval.metrics=[fidd]"]))

@@ -99,7 +99,8 @@ def test_cifar10_classifier_reads_colour(roots, opts):
 
 
 def test_missing_encoder_hint_repeats_the_data_root(roots, tmp_path):
-    from bench.config import ConfigError, compose_config, prepare
+    from bench.config import ConfigError, compose_config
+    from bench.tasks import prepare
 
     with pytest.raises(ConfigError, match=rf"make it with: python -m bench.run task=pretrain_encoder data=mnist "
                                           rf"data.root={roots[0]} results_dir={tmp_path}$"):

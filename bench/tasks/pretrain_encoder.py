@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from bench.config import ConfigError, TopConfig, _build, typed
+from bench.config import TopConfig, _build, typed
+from bench.errors import ConfigError
 from bench.data import dataset_entry
 from methods.base import StepRandom
 from methods.drifting.encoder import ResNetConfig
@@ -66,7 +67,7 @@ def encoder_file(results_dir: str, encoder: str, data: str, seed: int, tag: str 
     return Path(results_dir) / "encoders" / f"{encoder}-{data}-s{seed}{'-' + tag if tag else ''}.pt"
 
 
-def prepare_pretrain(plain: dict, top: TopConfig) -> PretrainSpec:
+def prepare(plain: dict, top: TopConfig) -> PretrainSpec:
     """Validate a ``task=pretrain_encoder`` config (the method/model/train/eval sections are not used)."""
     enc = typed("encoder", EncoderConfig, plain["encoder"])
     d_entry = _build("data", dataset_entry, plain["data"]["name"])
@@ -104,7 +105,7 @@ def masked_recon(model: MAEResNet, data, spec: PretrainSpec, device) -> dict[str
     return {"recon_masked": float(rec.mean()), "cls_acc": float(acc.mean()), "n": len(x)}
 
 
-def execute_pretrain(spec: PretrainSpec) -> Path:
+def execute(spec: PretrainSpec) -> Path:
     results = Path(spec.top.results_dir)
     run_dir = results / "runs" / spec.run_id
     stored = run_dir / "config.json"
