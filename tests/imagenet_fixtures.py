@@ -62,5 +62,13 @@ def random_inception(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}):
         net = Unloaded("inception-v3-compat", ["2048"])
+    # Randomly initialised, the activations vanish layer by layer (pool3 features ~1e-8, all alike):
+    # set every batch norm's statistics to those of one batch of random images, so features vary.
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        net(torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8))
     torch.save(net.state_dict(), path)
     return path
