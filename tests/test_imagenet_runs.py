@@ -67,3 +67,41 @@ def test_a_stopped_pixel_run_resumes_through_the_loader_exactly(root, tmp_path):
     assert second.status == "finished" and second.resumes == 1
     for name, p in straight.net.state_dict().items():
         assert torch.equal(p, resumed.net.state_dict()[name]), name
+
+
+@pytest.mark.slow
+def test_latent_path_caches_trains_decodes_and_scores_against_an_adm_batch(root, tmp_path, results):
+    """cache -> drifting and flow on the latents -> samples decoded by the cache's VAE -> FID against an
+    ADM-layout reference batch (Inception with random weights, written here)."""
+    from bench.metrics import MetricOptions
+    from bench.metrics.inception import InceptionExtractor
+    from bench.metrics.reference import statistics
+    from tests.imagenet_fixtures import random_inception, tiny_vae
+
+    vae, inception = tiny_vae(tmp_path / "vae"), random_inception(tmp_path / "inception.pt")
+    data = [f"data.root={root}", "data.num_classes=3", "data.resolution=32", "data.any_resolution=true",
+            f"data.vae={vae}", "data=imagenet_latent", f"results_dir={results}", "device=cpu"]
+    execute(prepare(compose_config(["task=cache_latents", "cache.chunk=8", *data])))
+    source = build_data({"name": "imagenet_latent", "root": str(root), "num_classes": 3, "resolution": 32,
+                         "any_resolution": True, "vae": str(vae), "cache": str(results / "latents/train-32-sample")})
+    images = source.reference(4)[0]
+    features = InceptionExtractor(source, MetricOptions(inception_weights=str(inception)))(images)["features"]
+    stats = statistics(features)
+    uint8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    np.savez(tmp_path / "adm.npz", arr_0=uint8, mu=stats["mu"], sigma=stats["sigma"])
+
+    train = ["model=dit_tiny", "train.steps=3", "train.batch_size=8", "train.progress=false", "eval.num_samples=3",
+             "eval.batch_size=3", "eval.latency_repeats=0"]
+    fid = ["eval.metrics=[fid]", f"eval.inception_weights={inception}", f"eval.reference={tmp_path / 'adm.npz'}"]
+    for method in (["method=drifting", "method.noise_dim=null", *fid], ["method=flow", "eval.nfe=[2]", "eval.metrics=[]"]):
+        spec = prepare(compose_config([*data, *train, *method]))
+        assert spec.data.spec.shape == (4, 4, 4)
+        record = json.loads(execute(spec).read_text())
+        ev = record["evals"][0]
+        t = ev["timing"]
+        assert t["decode_seconds"] > 0 and t["total_seconds"] == pytest.approx(t["sample_seconds"] + t["decode_seconds"],
+                                                                               abs=1e-5)
+        samples = np.load(results / "runs" / spec.run_id / f"samples_ema_0.99_nfe{ev['nfe']}_g1.npy")
+        assert samples.shape == (3, 3, 32, 32) and samples.min() >= -1 and samples.max() <= 1      # decoded images
+    fid_run = json.loads((results / "records" / "drifting-imagenet_latent-dit_tiny-s0.json").read_text())["evals"][0]
+    assert fid_run["metrics"]["fid"] > 0 and "ADM reference batch adm.npz" in fid_run["metric_sources"]["fid"]["reference"]
