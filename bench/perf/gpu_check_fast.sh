@@ -30,7 +30,7 @@ print("torch", torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is
 if sys.argv[1].startswith("cuda"):   # does SDPA take the flash kernel for the DiT's bf16 q, k, v?
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from bench.perf import synthetic
-    net = synthetic.build(["model=drift_b2"], None, 64, torch.device("cuda"), with_encoder=False).net
+    net = synthetic.build([], "ablation_b2", 64, torch.device("cuda"), with_encoder=False).net
     x = torch.randn(4, 4, 32, 32, device="cuda")
     cond = {"y": torch.zeros(4, dtype=torch.long, device="cuda"), "alpha": torch.ones(4, device="cuda"),
             "style": torch.zeros(4, 32, dtype=torch.long, device="cuda")}
