@@ -5,13 +5,17 @@
 # they go; JSON lands in $OUT/perf (read by `python -m bench.report results_dir=...`, cost table).
 #   bash bench/perf/gpu_check_fast.sh                    # on an H100/H200 (bf16, compile on)
 #   COMPILE=0 bash bench/perf/gpu_check_fast.sh          # eager only (no compile time, lower MFU)
-#   DEVICE=cpu SMALL=1 bash bench/perf/gpu_check_fast.sh # the same steps at tiny size on a CPU
+#   DEVICE=cpu SMALL=1 BUDGET=1800 bash bench/perf/gpu_check_fast.sh   # the same steps at tiny size on a CPU
 set -uo pipefail
 DEVICE=${DEVICE:-cuda}; OUT=${OUT:-/tmp/gpu_check_fast}; PY=${PYTHON:-python3}; SMALL=${SMALL:-0}
-COMPILE=${COMPILE:-1}
+COMPILE=${COMPILE:-1}; BUDGET=${BUDGET:-540}      # seconds for the whole check; later steps are skipped past it
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 P="$OUT/perf"; mkdir -p "$P"
-step() { echo "== $1"; local s=$(date +%s%N); timeout "$(( $2 * SCALE ))" "${@:3}"; local rc=$?
+T0=$(date +%s)
+step() { local left=$(( BUDGET - ($(date +%s) - T0) )) t=$(( $2 * SCALE ))
+         if [ "$left" -lt 30 ]; then echo "== $1: skipped, the ${BUDGET}s budget is spent"; return; fi
+         [ "$t" -gt "$left" ] && t=$left
+         echo "== $1"; local s=$(date +%s%N); timeout "$t" "${@:3}"; local rc=$?
          echo "== $1: rc $rc, $(( ($(date +%s%N) - s) / 1000000 )) ms"; }
 C=""; [ "$COMPILE" = 1 ] || C="train.compile=false"
 if [ "$SMALL" = 1 ]; then   # CPU: tiny shapes, one thread, fewer repeats, timeouts x4
@@ -42,14 +46,14 @@ if sys.argv[1].startswith("cuda"):   # does SDPA take the flash kernel for the D
         print("flash attention: NOT usable:", str(e).splitlines()[0])
 PY
 # Item 2: one training step, drifting (generator + MAE features + loss) against flow on the same backbone/batch.
-step "train step drifting B/2 (ablation recipe)" 300 $G $B2 --batch $BATCH $C --out "$P/gpu_step-b2-drifting.json"
-step "train step flow B/2 (same backbone, batch)" 240 $G $B2 --batch $BATCH method=flow $C --out "$P/gpu_step-b2-flow.json"
+step "train step drifting B/2 (ablation recipe)" 240 $G $B2 --batch $BATCH $C --out "$P/gpu_step-b2-drifting.json"
+step "train step flow B/2 (same backbone, batch)" 180 $G $B2 --batch $BATCH method=flow $C --out "$P/gpu_step-b2-flow.json"
 # Item 3: one-step sampling, batch-1 latency and throughput at the evaluation batch, VAE decode apart.
-step "sampling drifting B/2" 240 $S $B2 --batch $SB --modes $MODES $DEC --out "$P/sampling-b2-drifting.json"
-step "sampling flow B/2, 32 NFE" 150 $S $B2 method=flow --nfe 32 --batch $SB --modes eager --out "$P/sampling-b2-flow.json"
-step "train step drifting B/16 (pixel recipe)" 300 $G $B16 --batch $PIX $C --out "$P/gpu_step-b16-drifting.json"
-step "sampling drifting B/16" 150 $S $B16 --batch $SB --modes ${MODES%%,compile*} --out "$P/sampling-b16-drifting.json"
-step "train step diffusion B/2" 240 $G $B2 --batch $BATCH method=diffusion $C --out "$P/gpu_step-b2-diffusion.json"
+step "sampling drifting B/2" 180 $S $B2 --batch $SB --modes $MODES $DEC --out "$P/sampling-b2-drifting.json"
+step "sampling flow B/2, 32 NFE" 90 $S $B2 method=flow --nfe 32 --batch $SB --modes eager --out "$P/sampling-b2-flow.json"
+step "train step drifting B/16 (pixel recipe)" 180 $G $B16 --batch $PIX $C --out "$P/gpu_step-b16-drifting.json"
+step "sampling drifting B/16" 90 $S $B16 --batch $SB --modes ${MODES%%,compile*} --out "$P/sampling-b16-drifting.json"
+step "train step diffusion B/2" 120 $G $B2 --batch $BATCH method=diffusion $C --out "$P/gpu_step-b2-diffusion.json"
 $PY - "$P" <<'PY'
 import json, pathlib, sys
 runs = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}
