@@ -26,6 +26,7 @@ from bench.metrics import check_metrics, default_metrics, metric_names
 from methods.backbones import build_backbone
 from methods.base import NFEError
 from methods.harness.dist import env_rank_world, select_device
+from methods.harness.fast_path import check_switches
 from methods.harness.trainer import TrainConfig
 from methods.registry import backbone_class, method_class
 
@@ -48,6 +49,10 @@ class EvalConfig:
     feature_batch_size: int = 250         # samples per feature-extractor call
     kid_subset_size: int = 1000
     save_samples: int | None = None       # samples saved per evaluation point (null: all)
+    precision: str = "train"              # train (the run's training precision) | fp32 | bf16
+    compile: bool = False                 # torch.compile of the sampled network (bench/sampling_fast.py)
+    cuda_graphs: bool = False             # CUDA graphs for the sampler (CUDA only)
+    throughput_repeats: int = 3           # full evaluation batches timed at least (median and spread)
 
     def metric_options(self, device: str = "cpu"):
         from bench.metrics import MetricOptions
@@ -55,6 +60,14 @@ class EvalConfig:
         return MetricOptions(device=str(device), feature_batch_size=self.feature_batch_size, cache_dir=self.cache_dir,
                              inception_weights=self.inception_weights, reference=self.reference,
                              kid_subset_size=self.kid_subset_size)
+
+    def sampling_options(self, train_precision: str):
+        """How the sampler runs; ``precision: train`` samples in ``train_precision`` (bf16 or fp32)."""
+        from bench.sampling_fast import SamplingOptions
+
+        return SamplingOptions(precision=train_precision if self.precision == "train" else self.precision,
+                               compile=self.compile, cuda_graphs=self.cuda_graphs,
+                               throughput_repeats=self.throughput_repeats)
 
 
 @dataclass
@@ -197,10 +210,12 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     with torch.device("meta"):   # the backbone fits the data (e.g. DiT patch size); no memory, no init cost
         _build("model", build_backbone, plain["model"], method.backbone_io(data.spec))
     _, world, local_rank = env_rank_world()
-    _build("device", select_device, top.device, local_rank)
+    device = _build("device", select_device, top.device, local_rank)
+    _build("eval", ev.sampling_options("fp32").validate, device)
     _build("train", train.validate, world)
     if hasattr(method, "check_batch"):
         _build("method", method.check_batch, train.batch_size // world)
+    _build("train", check_switches, method, train.compile, train.accum_steps)
     if hasattr(method, "check_data"):
         _build("method", method.check_data, data.spec, data_args(d_cfg))
     if hasattr(method, "resolved_config"):     # e.g. the hash of a referenced checkpoint

@@ -25,9 +25,12 @@ SCHEMA = 1
 REQUIRED = ("schema", "run_id", "git_sha", "config", "env", "train", "params", "evals")
 EVAL_KEYS = ("weights", "nfe", "nfe_measured", "guidance", "n_samples", "metrics", "timing")
 TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections that define a training run
-# Keys that change how a run is watched or saved, not what it computes.
-BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes"),
-               "data": ("num_workers", "prefetch", "decode_batch")}      # how fast data loads, not what
+# Keys that change how a run is watched, saved or executed, not what it computes (the fast-path switches
+# change float rounding only: a run may resume on another machine with other kernels; the data loader's
+# settings change how fast data loads, not what).
+BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes", "accum_steps", "tf32",
+                         "compile", "fused_adamw", "channels_last"),
+               "data": ("num_workers", "prefetch", "decode_batch")}
 
 
 class RecordError(ValueError):

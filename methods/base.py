@@ -56,6 +56,13 @@ class StepRandom:
         self.global_batch = world * local_batch
         self.device = device
 
+    def part(self, start: int, stop: int) -> "StepRandom":
+        """The draws of local rows ``[start, stop)`` alone, call for call (a micro-batch of accumulation)."""
+        out = StepRandom.__new__(StepRandom)
+        out.seed, out.step, out.calls, out.device = self.seed, self.step, self.calls, self.device
+        out.rows, out.global_batch = self.rows[start:stop], self.global_batch
+        return out
+
     def _key(self) -> tuple[int, ...]:
         self.calls += 1
         return (self.seed, self.step, 0x5EED, self.calls)
@@ -96,7 +103,10 @@ def per_image_noise(seeds: Tensor, shape: tuple[int, ...], device, draws: int = 
     Multi-step stochastic samplers ask for several draws per image at once, so that the noise of image i
     never depends on the batch it was generated in.
     """
-    out = keyed_randn((SAMPLE_STREAM, draws), seeds, (draws, *shape), device)
+    index = seeds
+    if len(seeds) and seeds.device.type == "cpu" and bool((seeds.diff() == 1).all()):
+        index = range(int(seeds[0]), int(seeds[-1]) + 1)        # consecutive seeds: whole blocks, no gather
+    out = keyed_randn((SAMPLE_STREAM, draws), index, (draws, *shape), device)
     return out[:, 0] if draws == 1 else out
 
 

@@ -58,6 +58,7 @@ def meanflow_target(u_fn, z: Tensor, r: Tensor, t: Tensor, v: Tensor) -> tuple[T
 class MeanFlow(TimeConditioned):
     SCALARS = ("t", "r")
     name = "meanflow"
+    compilable = False          # dynamo does not trace forward-mode AD (dual tensors)
 
     @dataclass
     class Config:
@@ -118,7 +119,7 @@ class MeanFlow(TimeConditioned):
         u, u_tgt = meanflow_target(lambda zz, rr, tt: net(zz, self._cond(rr, tt, y)).float(), z, r, t, v)
         err = (u - u_tgt).pow(2).flatten(1).sum(1)
         loss = (err / (err.detach() + c.norm_eps).pow(c.norm_p)).mean()
-        return loss, {"mse": err.mean().item(), "v_mse": (u.detach() - (eps - x)).pow(2).flatten(1).sum(1).mean().item()}
+        return loss, {"mse": err.detach().mean(), "v_mse": (u.detach() - (eps - x)).pow(2).flatten(1).sum(1).mean()}
 
     def sample(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
                guidance: float) -> Tensor:

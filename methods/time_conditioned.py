@@ -15,6 +15,7 @@ class TimeConditioned:
     no state outside the network, so their checkpointed state is empty."""
 
     SCALARS: tuple[str, ...] = ("t",)
+    exact_accumulation = True   # each loss is a mean of per-sample terms: micro-batches sum to the whole
     name: str
     conditional: bool
 

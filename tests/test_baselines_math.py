@@ -81,13 +81,34 @@ def test_dopri5_meets_its_tolerance_and_counts_evaluations():
     eps = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     calls = []
 
-    def f(z, t):
+    def f(z, t, rows):
         calls.append(z.shape[0])
         return gaussian_velocity(z, t)
 
     out, evals = integrate_dopri5(f, eps, 1.0, 0.0, rtol=1e-8, atol=1e-8, max_evals=10_000)
     torch.testing.assert_close(out, gaussian_map(eps, 0.0), rtol=0, atol=1e-6)
-    assert sum(evals) == len(calls) and all(e >= 8 for e in evals)
+    assert sum(evals) == sum(calls) and all(e >= 8 for e in evals) and calls[0] == 3
+
+
+def _stiffening(z, t, rows):
+    """A nonlinear field whose stiffness differs per row, so every image needs its own step sizes."""
+    rate = (1.0 + 4.0 * rows.to(z.dtype)).view(-1, 1)
+    return rate * z + torch.sin(3 * t.view(-1, 1) + z)          # decays from t = 1 back to t = 0
+
+
+def test_batched_dopri5_solves_each_image_as_it_would_alone_and_as_torchdiffeq_does():
+    from torchdiffeq import odeint
+    x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    out, evals = integrate_dopri5(_stiffening, x, 1.0, 0.0, rtol=1e-7, atol=1e-7, max_evals=10_000)
+    assert len(set(evals)) > 1                                   # the rows took different steps
+    for i in range(5):
+        alone, n = integrate_dopri5(lambda z, t, rows: _stiffening(z, t, rows + i), x[i:i + 1], 1.0, 0.0,
+                                    rtol=1e-7, atol=1e-7, max_evals=10_000)
+        torch.testing.assert_close(alone[0], out[i], rtol=0, atol=1e-12)
+        assert n == [evals[i]]
+        ref = odeint(lambda t, z: _stiffening(z, t.expand(1), torch.tensor([i])), x[i:i + 1],
+                     torch.tensor([1.0, 0.0], dtype=torch.float64), method="dopri5", rtol=1e-7, atol=1e-7)[-1]
+        torch.testing.assert_close(out[i], ref[0], rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------- diffusion with an exact oracle

@@ -27,6 +27,10 @@ CASES = [
     (["train.schedule=linear"], "train.schedule must be one of ['constant', 'cosine']"),
     (["method.group_size=7"], "must be >= 2 and divide the per-process batch"),
     (["tag=a/b"], "tag='a/b' may only hold"),
+    (["train.accum_steps=2"], "method drifting: train.accum_steps=2 is refused: the drift loss's scale S"),
+    (["method=meanflow", "train.compile=true"], "method meanflow cannot run under torch.compile"),
+    (["device=cpu", "eval.cuda_graphs=true"], "eval.cuda_graphs needs a CUDA device, this run samples on cpu"),
+    (["eval.precision=fp16"], "eval.precision must be train, fp32 or bf16, got 'fp16'"),
     (["-m", "seed=0,1", "method=drifting,nope"], "unknown method 'nope'"),
 ]
 

@@ -86,3 +86,24 @@ def test_a_hook_that_asks_to_stop_checkpoints_and_the_run_resumes_exactly(tmp_pa
         return trainer, trainer.fit()
 
     assert_stopped_run_resumes_exactly(fit, tmp_path, stop_at=5)
+
+
+def test_ema_update_equals_the_library_update_without_reading_the_device():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    ours = EMASet(net, [0.9])
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    ref = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for i in range(4):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        net(torch.randn(5, 3))                        # moves the BatchNorm buffers
+        ours.update(net)
+        ref.update_parameters(net)
+        if i == 1:                                    # a resumed EMA continues averaging, it does not copy
+            state = ours.state_dict()
+            ours = EMASet(net, [0.9])
+            ours.load_state_dict(state)
+    for (name, a), b in zip(ours.model("ema_0.9").state_dict().items(), ref.module.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -138,3 +138,15 @@ def test_a_missing_results_folder_is_one_clear_line(tmp_path, capsys):
     assert main(["--results", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not exist" in err
+
+
+def test_index_shows_the_cost_to_reproduce_and_suites_plot_quality_against_training_compute(report):
+    _, out = report
+    index = Page(out / "index.html").plain
+    assert "Cost to reproduce" in index and "ablation_b2" in index and "NVIDIA H200" in index
+    assert "42.7" in index and "2,000" in index   # drifting: 30,000 steps x 4,096 images at 800 images/s = 42.67 h
+    assert "40.4%" in index                       # MFU 400 / 989.4
+    assert " 55 " in index and "not measured" in index   # fastest mode: 50K x (1/10,000 s + 1 ms decode); flow: none
+    assert "broken.json: not a perf result" in index
+    alts = " ".join(i["alt"] for i in Page(out / "suite-fixture.html").imgs)
+    assert "against training wall-clock hours (CPU)" in alts

@@ -1,4 +1,5 @@
 """Sampling: measured NFE, per-image seeds, timing fields."""
+import pytest
 import torch
 
 from bench.sampling import NFECounter, generate
@@ -39,3 +40,61 @@ def test_timing_fields():
     t = generate(method, net, n=20, seed=0, nfe=1, guidance=1.0, batch_size=8, latency_repeats=2).timing
     assert t["batch_size"] == 8 and t["device"] == "cpu" and t["sample_seconds"] > 0
     assert t["images_per_second"] > 0 and t["latency_batch1_seconds"] > 0
+
+
+def test_throughput_and_latency_are_medians_of_timed_repeats_and_decoding_is_timed_apart():
+    from bench.sampling_fast import SamplingOptions
+    method, net = _drifting()
+    plain = generate(method, net, n=24, seed=0, nfe=1, guidance=1.0, batch_size=8, latency_repeats=3)
+    out = generate(method, net, n=24, seed=0, nfe=1, guidance=1.0, batch_size=8, latency_repeats=3,
+                   options=SamplingOptions(throughput_repeats=5), decode=lambda x: 2 * x)
+    t = out.timing
+    assert t["throughput_images_per_second"]["n"] == 5 and t["latency_batch1"]["n"] == 3
+    assert t["throughput_images_per_second"]["min"] <= t["throughput_images_per_second"]["median"] \
+        <= t["throughput_images_per_second"]["max"]
+    assert t["latency_batch1_seconds"] == t["latency_batch1"]["median"] > 0
+    assert t["decode_seconds"] > 0 and t["total_seconds_per_image"] > t["seconds_per_image"]
+    assert plain.timing["decode_seconds"] is None and out.nfe_measured == 1.0      # repeats are not counted
+    torch.testing.assert_close(out.samples, 2 * plain.samples)
+
+
+def test_sampling_in_bf16_is_recorded_and_close_to_fp32():
+    from bench.sampling_fast import SamplingOptions
+    method, net = _drifting()
+    fp32 = generate(method, net, n=32, seed=5, nfe=1, guidance=1.0, batch_size=32, latency_repeats=0)
+    bf16 = generate(method, net, n=32, seed=5, nfe=1, guidance=1.0, batch_size=32, latency_repeats=0,
+                    options=SamplingOptions(precision="bf16"))
+    assert (fp32.timing["precision"], bf16.timing["precision"]) == ("float32", "autocast bf16")
+    assert not torch.equal(fp32.samples, bf16.samples)
+    torch.testing.assert_close(bf16.samples, fp32.samples, rtol=0.05, atol=0.02)
+
+
+def test_cuda_graphs_are_refused_off_cuda_with_one_line():
+    from bench.sampling_fast import SamplingOptions
+    method, net = _drifting()
+    with pytest.raises(ValueError, match="eval.cuda_graphs needs a CUDA device, this run samples on cpu"):
+        generate(method, net, n=4, seed=0, nfe=1, guidance=1.0, batch_size=4,
+                 options=SamplingOptions(cuda_graphs=True))
+
+
+@pytest.mark.slow
+def test_a_compiled_sampler_gives_the_eager_samples():
+    from bench.sampling_fast import SamplingOptions
+    method, net = _drifting()
+    eager = generate(method, net, n=40, seed=3, nfe=1, guidance=1.0, batch_size=16, latency_repeats=1)
+    compiled = generate(method, net, n=40, seed=3, nfe=1, guidance=1.0, batch_size=16, latency_repeats=1,
+                        options=SamplingOptions(compile=True))
+    assert compiled.timing["compile"] and compiled.nfe_measured == 1.0
+    torch.testing.assert_close(compiled.samples, eager.samples, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graph_replays_give_the_eager_samples():
+    from bench.sampling_fast import SamplingOptions
+    method, net = _drifting()
+    net = net.cuda()
+    eager = generate(method, net, n=40, seed=3, nfe=1, guidance=1.0, batch_size=16, latency_repeats=2)
+    graphed = generate(method, net, n=40, seed=3, nfe=1, guidance=1.0, batch_size=16, latency_repeats=2,
+                       options=SamplingOptions(cuda_graphs=True))
+    torch.testing.assert_close(graphed.samples, eager.samples)

@@ -114,6 +114,26 @@ def make_results(root: Path, *, missing_jobs: bool = True, corrupt: bool = True)
     sm.write_manifest(results, manifest)
     outside = _record("drifting", "ring8", 0, [1], tag="adhoc")          # a run no suite names
     rec.write_atomic(results / "records" / f"{outside['run_id']}.json", outside)
+    _perf(results / "perf")
     if corrupt:
         (results / "records" / "broken-run.json").write_text('{"schema": 1, "run_id": "broken-run", ')
+        (results / "perf" / "broken.json").write_text("{")
     return results
+
+
+def _perf(folder: Path) -> None:
+    """Perf-script outputs of the shape ``bench.perf.gpu_step`` and ``bench.perf.sampling`` write."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for method, ips in (("drifting", 800.0), ("flow", 2000.0)):
+        r = {"kind": "gpu_step", "recipe": "ablation_b2", "name": "ablation_b2", "method": method, "device": "cuda:0",
+             "gpu_name": "NVIDIA H200", "images_per_step": 256, "images_per_second": ips,
+             "step_seconds": {"median": 256 / ips, "min": 256 / ips, "max": 256 / ips, "n": 6},
+             "achieved_tflops": 400.0, "peak_tflops_measured": 700.0, "mfu_table": 400 / 989.4,
+             "recipe_steps": 30000, "recipe_global_batch": 4096, "release_accelerators": 64,
+             "gpu_hours_to_full": 30000 * 4096 / ips / 3600}
+        (folder / f"gpu_step-{method}.json").write_text(json.dumps(r))
+    s = {"kind": "sampling", "recipe": "ablation_b2", "name": "ablation_b2", "method": "drifting", "nfe": 1,
+         "batch": 256, "n": 1024, "device": "cuda:0",
+         "modes": {"eager": {"throughput_images_per_second": {"median": 4000.0}, "decode_seconds": 1.024},
+                   "graphs": {"throughput_images_per_second": {"median": 10000.0}, "decode_seconds": 1.024}}}
+    (folder / "sampling-drifting.json").write_text(json.dumps(s))

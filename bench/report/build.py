@@ -11,6 +11,7 @@ import jinja2
 
 from bench import record as rec
 from bench import suite_manifest as sm
+from bench.report import cost
 from bench.report import figures as fg
 from bench.report import metric_info as mi
 from bench.report import published as pub
@@ -85,12 +86,13 @@ def build_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         own = Path(results_dir) / "published"
         published_dir = own if (own / "index.csv").exists() else pub.PUBLISHED_DIR
     published, pub_problems = pub.load_published(Path(published_dir))
+    perf, perf_problems = cost.load_perf(Path(results_dir))
     pages = sections.all_suite_pages(results, published)
     started = {p.name for p in pages}
     not_started = {n: d for n, d in sm.available_suites().items() if n not in started}
     sha, dirty = rec.git_state(Path(__file__).parent)
     common = {"generated": rec.now(), "results_dir": str(results_dir), "code_sha": sha, "code_dirty": dirty,
-              "pages": pages, "other": OTHER, "problems": results.problems + pub_problems,
+              "pages": pages, "other": OTHER, "problems": results.problems + pub_problems + perf_problems,
               "n_records": len(results.records)}
     env = environment()
     out_dir = Path(out_dir)
@@ -104,6 +106,7 @@ def build_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
     index = out_dir / "index.html"
     _write(index, env.get_template("index.html.j2").render(
         **common, title="overview", not_started=not_started, legend=metric_legend(results),
+        cost=cost.cost_table(perf),
         seconds=round(time.perf_counter() - t0, 1)))
     return index
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench import suite_manifest as sm
+from bench.report import cost
 from bench.report import figures as fg
 from bench.report import figures_runs as fr
 from bench.report import load as ld
@@ -108,7 +109,7 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
         if rows and len(rows) > 1:
             sec.glance = tables.glance_table(rows, primary, REFERENCE_LABEL)
     for fig in (fg.quality_vs_nfe(summary, metrics, colors, title), fg.quality_vs_time(summary, primary, colors, title),
-                fg.mode_bars(summary, colors, data)):
+                cost.quality_vs_compute(summary, primary, colors, title), fg.mode_bars(summary, colors, data)):
         if fig is not None:
             sec.figures.append(fig)
     if primary and mi.direction(primary) is None:

@@ -117,6 +117,7 @@ def execute(spec: RunSpec) -> Path:
         gen = generate(spec.method, net_w, spec.eval.num_samples, spec.eval.seed, nfe, guidance,
                        spec.eval.batch_size, labels=eval_labels(spec), latency_repeats=spec.eval.latency_repeats,
                        on_batch=evaluation.add, keep=spec.eval.save_samples,
+                       options=spec.eval.sampling_options(trainer.fast.precision),
                        decode=getattr(spec.data, "decode", None))
         result = evaluation.finish()
         rec.upsert_eval(record, {

@@ -4,6 +4,9 @@ Every choice follows the official JAX release (``models/generator.py`` of lamber
 [code] in PAPER.md) unless noted:
 
 - RMSNorm with a learnable scale, statistics in fp32 (``RMSNorm``, eps 1e-6);
+- the bf16 fast path (autocast): q, k and v stay bf16 from the qkv projection to SDPA (flash attention
+  takes them as they are): QK-norm uses the fused RMSNorm kernel on the bf16 input, whose statistics are
+  fp32 inside, and RoPE rotates in bf16; fp32 inputs (and ``attn_fp32``) keep everything in fp32;
 - QK-norm: RMSNorm over the head dimension of q and k, before RoPE;
 - RoPE in the "rotate half" layout, 1-D over the *full* sequence index, prefix tokens included;
 - SwiGLU with hidden width ``swiglu_hidden(d, mlp_ratio)`` (2048 for d=768, 2752 for d=1024);
@@ -16,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def swiglu_hidden(hidden: int, mlp_ratio: float) -> int:
@@ -53,6 +58,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dtype in LOW_PRECISION:    # fused kernel, fp32 statistics inside, no fp32 copy of x
+            return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
         wide = torch.promote_types(x.dtype, torch.float32)
         return F.rms_norm(x.to(wide), (x.shape[-1],), self.weight.to(wide), self.eps).to(x.dtype)
 
@@ -95,9 +102,11 @@ def rope_tables(n_tokens: int, head_dim: int, device, base: float = 10000.0) -> 
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x [B, heads, N, head_dim]``: ``x cos + rotate_half(x) sin``, in fp32."""
+    """Rotate ``x [B, heads, N, head_dim]``: ``x cos + rotate_half(x) sin``, in fp32 for fp32 inputs and
+    in the input's precision for bf16/fp16 ones (the fast path: no fp32 copy of q and k)."""
     half = x.shape[-1] // 2
-    xf = x.to(torch.promote_types(x.dtype, torch.float32))
+    xf = x if x.dtype in LOW_PRECISION else x.to(torch.promote_types(x.dtype, torch.float32))
+    cos, sin = cos.to(xf.dtype), sin.to(xf.dtype)
     rotated = torch.cat([-xf[..., half:], xf[..., :half]], dim=-1)
     return (xf * cos + rotated * sin).to(x.dtype)
 
@@ -119,12 +128,15 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None) -> Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        dtype = v.dtype
+        if self.fp32:   # [code] attn_fp32 (pixel configs): QK-norm, RoPE and attention in fp32 under autocast
+            q, k, v = q.float(), k.float(), v.float()
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, *rope).to(v.dtype), apply_rope(k, *rope).to(v.dtype)
-        if self.fp32:   # [code] attn_fp32 (pixel configs): attention in fp32 even under bf16 autocast
+        if self.fp32:
             with torch.autocast(x.device.type, enabled=False):
-                out = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(v.dtype)
+                out = F.scaled_dot_product_attention(q, k, v).to(dtype)
         else:
             out = F.scaled_dot_product_attention(q, k, v)      # scale head_dim^-0.5, as the release
         return self.proj(out.transpose(1, 2).reshape(b, n, d))

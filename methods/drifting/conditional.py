@@ -97,7 +97,7 @@ class ConditionalStep:
                              f"{local_batch} samples each process loads per step; raise train.batch_size")
 
     def loss(self, net: nn.Module, batch: Batch, noise_shape: tuple[int, ...]) -> tuple[Tensor, dict[str, float]]:
-        from methods.drifting.method import all_reduce_fn, info_floats
+        from methods.drifting.method import all_reduce_fn, info_scalars
         c = self.cfg
         x, y = batch.x, batch.y
         dev = x.device
@@ -133,7 +133,7 @@ class ConditionalStep:
         keys = [k for k in info if c.log_keys or k.count("/") <= 1 and not k.startswith("scale/")]
         if "scale/global" in info:
             keys.append("scale/global")
-        diag = info_floats(info, keys)
+        diag = info_scalars(info, keys)
         diag["alpha_mean"] = float(alpha.mean())
         return loss, diag
 

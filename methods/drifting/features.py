@@ -70,7 +70,7 @@ def feature_vectors(encoder: ResNetEncoder | None, x: Tensor, patch_sizes: tuple
         return out
     xp = patchify(x, encoder.cfg.input_patch)
     out["norm_x"] = (xp.float().pow(2).mean(dim=(2, 3)) + STD_EPS).sqrt()[:, None]
-    for name, f in encoder.forward_patched(xp, taps=True).items():
+    for name, f in encoder(x, taps=True).items():      # the module's own call: compiled and hooked as a whole
         out.update(map_vectors(name, f, patch_sizes))
     return out
 
@@ -108,7 +108,7 @@ def feature_drift_loss(gen: dict[str, Tensor], pos: dict[str, Tensor], unc: dict
     info: dict[str, Tensor] = {}
     for keys in buckets.values():
         groups = [g_.shape[1] * classes for g_ in (gen[k] for k in keys)]
-        seg = torch.repeat_interleave(torch.arange(len(keys)), torch.tensor(groups)).to(gen[keys[0]].device)
+        seg = torch.repeat_interleave(torch.arange(len(keys)), torch.tensor(groups))     # CPU: drift_loss moves it
         cat = lambda d: torch.cat([_groups(d[k], classes) for k in keys])  # noqa: E731
         kw = {}
         if unc is not None:
@@ -118,7 +118,8 @@ def feature_drift_loss(gen: dict[str, Tensor], pos: dict[str, Tensor], unc: dict
                 kw["w_neg"] = w.to(kw["neg"].device)[:, None].expand(-1, kw["neg"].shape[1])
         loss, key_info = drift_loss(cat(gen), cat(pos), temperatures=temperatures, opts=opts,
                                     all_reduce=all_reduce, segments=seg, num_segments=len(keys), **kw)
-        per_key = loss.new_zeros(len(keys)).index_add_(0, seg, loss) / seg.new_tensor(groups).to(loss)
+        per_key = loss.new_zeros(len(keys)).index_add_(0, seg.to(loss.device, non_blocking=True), loss) \
+            / torch.tensor(groups, dtype=loss.dtype).to(loss.device, non_blocking=True)
         total = per_key.sum() if total is None else total + per_key.sum()
         for stat, v in key_info.items():
             for i, key in enumerate(keys):

@@ -50,6 +50,12 @@ def drifting_field(x: Tensor, y_pos: Tensor, y_neg: Tensor, temperature: float,
     Returns:
         V with the shape of ``x``.
     """
+    with torch.autocast(x.device.type, enabled=False):     # fp32 kernels under bf16 autocast
+        wide = torch.promote_types(x.dtype, torch.float32)
+        return _field(x.to(wide), y_pos.to(wide), y_neg.to(wide), temperature, mask_self, kernel_norm)
+
+
+def _field(x: Tensor, y_pos: Tensor, y_neg: Tensor, temperature: float, mask_self: bool, kernel_norm: str) -> Tensor:
     grouped = x.dim() == 3
     if not grouped:
         x, y_pos, y_neg = x[None], y_pos[None], y_neg[None]

@@ -46,6 +46,8 @@ Choices of ours, documented where they deviate from a literal transcription:
   batch; without it they are per-process (an approximation with a batch N times smaller).
 - ``xy`` is computed as ``exp(l - lse_row / 2 - lse_col / 2)``, the same number as
   ``sqrt(softmax_row * softmax_col)`` with fewer passes over memory.
+- Under bf16 autocast (the training fast path) every distance, softmax and matrix product here still runs
+  in fp32: autocast is switched off inside, as bf16 logits -d / (0.02 S) lose the small affinities.
 - ``segments`` lets several feature keys of equal width share one call, each with its own S and lambdas
   (the same numbers as separate calls; ``features.py`` uses it to cut per-call overhead).
 - Groups are processed in chunks bounded by ``max_elements`` entries of the [groups, N, targets]
@@ -146,10 +148,13 @@ def drift_loss(gen: Tensor, pos: Tensor, neg: Tensor | None = None, w_gen: Tenso
         raise ValueError(f"drift_loss: w_gen must be [{g}, {n}], got {list(w_gen.shape)}")
     if pos.shape[1] < 1:
         raise ValueError("drift_loss: pos must hold at least one positive per group")
-    seg = torch.zeros(g, dtype=torch.long, device=gen.device) if segments is None else segments.to(gen.device)
-    if tuple(seg.shape) != (g,) or (g and (int(seg.min()) < 0 or int(seg.max()) >= num_segments)):
-        raise ValueError(f"drift_loss: segments must be [G={g}] indices in [0, {num_segments})")
-    with torch.no_grad():
+    if segments is None:
+        seg = torch.zeros(g, dtype=torch.long, device=gen.device)
+    else:   # checked where it was made: on the CPU that costs no device sync
+        if tuple(segments.shape) != (g,) or (g and (int(segments.min()) < 0 or int(segments.max()) >= num_segments)):
+            raise ValueError(f"drift_loss: segments must be [G={g}] indices in [0, {num_segments})")
+        seg = segments.to(gen.device, non_blocking=True)
+    with torch.no_grad(), torch.autocast(gen.device.type, enabled=False):   # fp32 under bf16 autocast
         x = gen.detach().to(dtype)
         neg_t = torch.cat([x, neg.to(dtype)], dim=1)                       # negatives: [gen (sg), neg]
         w_neg_t = None

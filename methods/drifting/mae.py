@@ -62,6 +62,7 @@ class MAEPretraining:
     """The MAE objective as a harness ``Method`` (training only: it has nothing to sample)."""
 
     name = "mae"
+    exact_accumulation = True   # a mean of per-sample losses
 
     def __init__(self, cfg: ResNetConfig, mask_ratio: float, mask_patch: int, total_steps: int,
                  cls_ft_steps: int = 0, cls_warmup: int = 1000, cls_lambda: float = 0.1):
@@ -92,8 +93,7 @@ class MAEPretraining:
         lam = self.lambda_cls(batch.step)
         loss = (lam * ce + (1.0 - lam) * rec).mean()
         rec, ce = rec.detach(), ce.detach()
-        return loss, {"recon": float(rec.mean()), "cls": float(ce.mean()), "acc": float(acc.mean()),
-                      "lambda_cls": lam}
+        return loss, {"recon": rec.mean(), "cls": ce.mean(), "acc": acc.mean(), "lambda_cls": lam}
 
     def state_dict(self) -> dict:
         return {}

@@ -37,6 +37,11 @@ MAKE_ENCODER = "python -m bench.run task=pretrain_encoder data={data}"
 @register_method
 class Drifting:
     name = "drifting"
+    exact_accumulation = False
+    accumulation_refused = ("the drift loss's scale S and normalisers lambda are means over the whole batch (all "
+                            "classes and locations), which one micro-batch does not see; spread the batch over "
+                            "more processes instead (S and lambda are all-reduced over them) or lower "
+                            "train.batch_size")
 
     @dataclass
     class Config:
@@ -186,10 +191,10 @@ class Drifting:
             with torch.no_grad():
                 v = drifting_field(gen.detach(), pos, gen.detach(), self.cfg.temperature,
                                    kernel_norm=self.cfg.kernel_norm)
-            return drift_mse(gen, v), {"drift_sq": v.pow(2).sum(-1).mean().item()}
+            return drift_mse(gen, v), {"drift_sq": v.pow(2).sum(-1).mean()}
         loss, info = drift_loss(gen, pos, temperatures=tuple(self.cfg.temperatures), opts=self.opts,
                                 all_reduce=all_reduce_fn(self.cfg.sync_scales))
-        return loss.mean(), info_floats(info)
+        return loss.mean(), info_scalars(info)
 
     # -- sampling -------------------------------------------------------------------------------------
     def sample(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
@@ -220,6 +225,11 @@ class Drifting:
         elif guidance != 1.0:
             raise NFEError(f"this drifting model has no guidance input (method.conditional and method.cfg): "
                            f"eval.guidance must be [1.0], got {guidance}")
+
+    def feature_modules(self) -> list[nn.Module]:
+        """The frozen feature encoder the loss runs (compiled and made channels-last by the harness)."""
+        enc = self.cond_step.encoder if self.cond_step is not None else None
+        return [enc] if enc is not None else []
 
     def state_dict(self) -> dict:
         return self.cond_step.state_dict() if self.cond_step is not None else {}
@@ -260,9 +270,8 @@ def all_reduce_fn(enabled: bool):
     return reduce
 
 
-def info_floats(info: dict[str, Tensor], keys: list[str] | None = None) -> dict[str, float]:
-    """Diagnostics as floats with one device sync (the harness averages them into train_log.jsonl)."""
+def info_scalars(info: dict[str, Tensor], keys: list[str] | None = None) -> dict[str, Tensor]:
+    """Diagnostics as detached 0-d tensors left on the device: the harness reads them every
+    ``train.log_every`` steps (``methods.harness.device_log``), so a step never waits for them."""
     keys = list(info) if keys is None else keys
-    if not keys:
-        return {}
-    return dict(zip(keys, torch.stack([info[k].detach().float().reshape(()) for k in keys]).tolist()))
+    return {k: info[k].detach().float().reshape(()) for k in keys}

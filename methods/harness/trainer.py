@@ -4,12 +4,17 @@ Exact resume: the learning rate is a function of the step, each step reseeds tor
 (seed, rank, step), data order and method noise are functions of (seed, step), and a checkpoint holds
 everything else (weights, AdamW moments, EMAs, method state). Re-running after a kill continues from
 the last checkpoint and ends bitwise equal to an uninterrupted run on CPU.
+
+The step never waits for the device: losses, gradient norms and diagnostics stay on it
+(``device_log.DeviceWindow``) and are read every ``train.log_every`` steps, before every checkpoint and
+at the end. A non-finite loss or gradient is caught at the next read, named by the first bad step, and
+no checkpoint is ever written after it. The fast-path switches (bf16, TF32, compile, fused AdamW,
+channels-last features, gradient accumulation) are described in ``fast_path``.
 """
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,9 +27,11 @@ from tqdm.auto import tqdm
 from methods.base import Batch, Method
 from methods.noise import mix_seed
 from methods.harness import checkpoint
-from methods.harness.dist import DistEnv, all_true
+from methods.harness.device_log import DeviceWindow
+from methods.harness.dist import DistEnv
 from methods.harness.ema import EMASet
-from methods.harness.optim import SCHEDULES, build_optimizer, lr_at
+from methods.harness.fast_path import micro_batches, prepare_feature_modules, resolve, set_tf32
+from methods.harness.optim import SCHEDULES, build_optimizer, lr_at, set_fused
 
 
 @dataclass
@@ -45,12 +52,20 @@ class TrainConfig:
     ckpt_every_minutes: float = 10.0
     log_every: int = 50
     progress: bool = True
+    accum_steps: int = 1                 # micro-batches per step (equal to the whole batch; fast_path.py)
+    tf32: bool = True                    # TF32 matmuls/convolutions on CUDA
+    compile: bool | None = None          # torch.compile of network and feature encoder; null: on CUDA only
+    fused_adamw: bool | None = None      # fused AdamW kernel; null: on CUDA only
+    channels_last: bool | None = None    # NHWC feature encoder; null: on CUDA only
 
     def validate(self, world: int = 1) -> None:
         checks = [
             (self.steps >= 1, f"train.steps must be >= 1, got {self.steps}"),
             (self.batch_size >= 1 and self.batch_size % world == 0,
              f"train.batch_size={self.batch_size} must be >= 1 and divisible by the {world} processes"),
+            (self.accum_steps >= 1 and self.batch_size % (world * self.accum_steps) == 0,
+             f"train.accum_steps={self.accum_steps} must be >= 1 and divide the per-process batch "
+             f"{self.batch_size // max(world, 1)}"),
             (self.lr > 0, f"train.lr must be > 0, got {self.lr}"),
             (self.schedule in SCHEDULES, f"train.schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'"),
             (self.precision in ("auto", "fp32", "bf16"),
@@ -91,6 +106,7 @@ class TrainSummary:
     images_per_second: float
     final_loss: float | None
     gpu_hours: float
+    fast_path: dict = field(default_factory=dict)    # the resolved fast-path switches (fast_path.FastPath)
 
 
 class Trainer:
@@ -98,17 +114,22 @@ class Trainer:
                  seed: int, env: DistEnv, log: Callable[[str], None] = print, hooks: tuple[Hook, ...] = ()):
         """``hooks`` run after every step (and its checkpoint), in order, on every rank: e.g. an evaluation
         during training or a preemption check. A hook that sets ``trainer.stop_reason`` ends ``fit`` after
-        a checkpoint, with the run left ``partial``."""
+        a checkpoint, with the run left ``partial``. A hook that needs finite weights (an evaluation)
+        calls ``trainer.check_finite()`` first: the step itself does not look."""
         cfg.validate(env.world)
         self.method, self.data, self.cfg, self.seed, self.env, self.log = method, data, cfg, seed, env, log
         self.hooks, self.stop_reason = tuple(hooks), None
         self.run_dir = Path(run_dir)
         self.ckpt_path = self.run_dir / "checkpoints" / checkpoint.LAST
         self.log_path = self.run_dir / "train_log.jsonl"
+        self.fast = resolve(env.device, cfg.precision, cfg.tf32, cfg.compile, cfg.fused_adamw, cfg.channels_last,
+                            cfg.accum_steps, method, net)
+        set_tf32(self.fast.tf32)
         self.net = net.to(env.device)
-        self.opt = build_optimizer(self.net, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+        self.opt = build_optimizer(self.net, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), self.fast.fused_adamw)
         self.ema = EMASet(self.net, cfg.ema)
         self.local_batch = cfg.batch_size // env.world
+        self.window = DeviceWindow(env.device, env.world)
         self.step, self.images, self.wall, self.resumes = 0, 0, 0.0, 0
 
     # -- state ----------------------------------------------------------------------------------------
@@ -143,47 +164,62 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------------------
     def _autocast(self):
-        dev, p = self.env.device.type, self.cfg.precision
-        if p == "bf16" or (p == "auto" and dev == "cuda"):
-            return torch.autocast(dev, dtype=torch.bfloat16)
+        if self.fast.precision == "bf16":
+            return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _train_net(self) -> nn.Module:
-        if self.env.world == 1:
-            return self.net
-        from torch.nn.parallel import DistributedDataParallel
-        ids = [self.env.device.index] if self.env.device.type == "cuda" else None
-        return DistributedDataParallel(self.net, device_ids=ids)
+        """The network the loss sees: DDP-wrapped over several processes, then compiled when on."""
+        net = self.net
+        if self.env.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            net = DistributedDataParallel(self.net, device_ids=ids)
+        return torch.compile(net) if self.fast.compile else net
 
-    def _diverged(self, what: str) -> TrainingDiverged:
+    def _diverged(self, what: str, step: int) -> TrainingDiverged:
         good = checkpoint.load(self.ckpt_path)["step"] if self.ckpt_path.exists() else None
         kept = (f"the last good checkpoint (step {good}) is kept at {self.ckpt_path}" if good is not None
                 else "no checkpoint was written yet")
-        return TrainingDiverged(f"training diverged: non-finite {what} at step {self.step}; {kept}; "
+        return TrainingDiverged(f"training diverged: non-finite {what} at step {step}; {kept}; "
                                 f"lower train.lr, raise train.warmup_steps or set train.grad_clip",
-                                what, self.step, good, self.ckpt_path)
+                                what, step, good, self.ckpt_path)
+
+    def check_finite(self, collective: bool = True) -> None:
+        """Raise ``TrainingDiverged`` if any step so far had a non-finite loss or gradient (a device sync;
+        ``collective``: over all processes, so every rank calls it at the same step, as hooks run)."""
+        bad = self.window.bad_step(collective)
+        if bad is not None:
+            raise self._diverged(bad[1], bad[0])
+
+    def _save_checked(self) -> None:
+        """A checkpoint, never of a state reached through a non-finite step (this process's own check:
+        time-based checkpoints need not fall on the same step on every rank)."""
+        self.check_finite(collective=False)
+        self.save()
 
     def fit(self) -> TrainSummary:
         cfg = self.cfg
         resumed = self.restore()
         if resumed and self.step < cfg.steps:
             self.log(f"resuming from step {self.step} ({self.ckpt_path})")
+        set_fused(self.opt, self.fast.fused_adamw)     # a checkpoint's param groups carry its writer's flags
         self._truncate_log()
         train_net = self._train_net()
+        prepare_feature_modules(self.method, self.fast, self.env.device)
+        self.window.restart_clock()
         t_start, t_ckpt = time.monotonic(), time.monotonic()
-        wall0, window = self.wall, _Window()
+        wall0 = self.wall
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (cfg.progress and self.env.is_main),
                    dynamic_ncols=True, mininterval=1.0)
         with self.log_path.open("a") if self.env.is_main else contextlib.nullcontext() as log_file:
             while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                loss, diag, grad_norm = self._step(train_net)
-                window.add(loss, diag, grad_norm, self.local_batch * self.env.world, time.perf_counter() - t0)
+                self._step(train_net)
                 self.step += 1
                 self.images += cfg.batch_size
                 self.wall = wall0 + time.monotonic() - t_start
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    row = window.row(self.step, self.images, self._lr(self.step - 1), self.wall)
+                    row = self._log_row()
                     if log_file is not None:
                         log_file.write(json.dumps(row) + "\n")
                         log_file.flush()
@@ -191,67 +227,76 @@ class Trainer:
                 bar.update(1)
                 due = (time.monotonic() - t_ckpt) / 60 >= cfg.ckpt_every_minutes
                 if self.step % cfg.ckpt_every_steps == 0 or self.step == cfg.steps or due:
-                    self.save()
+                    self._save_checked()
                     t_ckpt = time.monotonic()
                 for hook in self.hooks:
                     hook(self)
                 if self.stop_reason is not None:
-                    self.save()
+                    self._save_checked()
                     self.log(f"stopping at step {self.step}: {self.stop_reason}")
                     break
         bar.close()
-        return self.summary(window.last_loss)
+        self.check_finite()
+        return self.summary(self.window.final_loss())
+
+    def _log_row(self) -> dict:
+        """One log row: the window's means, read from the device at once; raises on a bad step."""
+        means, rate, bad = self.window.read()
+        if bad is not None:
+            raise self._diverged(bad[1], bad[0])
+        return {"step": self.step, "images": self.images, "lr": self._lr(self.step - 1), "wall_s": round(self.wall, 3),
+                "images_per_s": rate, **means}
 
     def _lr(self, step: int) -> float:
         c = self.cfg
         return lr_at(step, c.lr, c.steps, c.warmup_steps, c.schedule, c.min_lr)
 
-    def _step(self, train_net: nn.Module) -> tuple[float, dict[str, float], float]:
-        env, cfg = self.env, self.cfg
+    def _step(self, train_net: nn.Module) -> None:
+        """One optimisation step, without a host sync: its numbers go to ``self.window`` on the device."""
+        env = self.env
         torch.manual_seed(mix_seed(self.seed, env.rank, self.step))
         batch = self.data.batch(self.step, self.seed, env.rank, env.world, self.local_batch, env.device)
         for group in self.opt.param_groups:
             group["lr"] = self._lr(self.step)
-        with self._autocast():
-            loss, diag = self.method.loss(train_net, batch)
-        if not all_true(bool(torch.isfinite(loss)), env):
-            raise self._diverged("loss")
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.net.parameters(), clip))
-        if not math.isfinite(grad_norm):
-            raise self._diverged("gradient norm")
+        loss, diag = self._forward_backward(train_net, batch)
+        grad_norm = self._clip_gradients()
         self.opt.step()
         self.ema.update(self.net)
-        return float(loss.detach()), diag, grad_norm
+        self.window.add(self.step, loss, grad_norm, diag, self.cfg.batch_size)
+
+    def _forward_backward(self, train_net: nn.Module, batch: Batch) -> tuple[torch.Tensor, dict]:
+        """Loss and gradients of the whole batch, in ``train.accum_steps`` micro-batches (DDP reduces the
+        gradients once, after the last); returns the detached mean loss and mean diagnostics."""
+        parts = micro_batches(batch, self.fast.accum_steps)
+        loss_sum, diag_sum = None, {}
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            sync = contextlib.nullcontext() if last or not hasattr(train_net, "no_sync") else train_net.no_sync()
+            with sync:
+                with self._autocast():
+                    loss, diag = self.method.loss(train_net, part)
+                (loss / len(parts) if len(parts) > 1 else loss).backward()
+            if len(parts) == 1:
+                return loss.detach(), diag
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+            for k, v in diag.items():
+                diag_sum[k] = diag_sum[k] + v if k in diag_sum else v
+        return loss_sum / len(parts), {k: v / len(parts) for k, v in diag_sum.items()}
+
+    def _clip_gradients(self) -> torch.Tensor:
+        """The global gradient norm (a device tensor), clipped to ``train.grad_clip`` when it is > 0."""
+        params = [p for p in self.net.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(params, self.cfg.grad_clip, norm)
+        return norm
 
     def summary(self, final_loss: float | None) -> TrainSummary:
         gpus = self.env.world if self.env.device.type == "cuda" else 0
         return TrainSummary(status="finished" if self.step >= self.cfg.steps else "partial", steps=self.step,
                             images_seen=self.images, wall_seconds=round(self.wall, 3), resumes=self.resumes,
                             images_per_second=round(self.images / self.wall, 2) if self.wall > 0 else 0.0,
-                            final_loss=final_loss, gpu_hours=round(gpus * self.wall / 3600, 4))
+                            final_loss=final_loss, gpu_hours=round(gpus * self.wall / 3600, 4),
+                            fast_path=self.fast.as_record())
 
-
-class _Window:
-    """Running means between two log rows."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.n, self.images, self.seconds, self.last_loss = 0, 0, 0.0, None
-
-    def add(self, loss: float, diag: dict[str, float], grad_norm: float, images: int, seconds: float) -> None:
-        for k, v in {"loss": loss, "grad_norm": grad_norm, **diag}.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.n += 1
-        self.images += images
-        self.seconds += seconds
-        self.last_loss = loss
-
-    def row(self, step: int, images: int, lr: float, wall: float) -> dict:
-        row = {"step": step, "images": images, "lr": lr, "wall_s": round(wall, 3),
-               "images_per_s": self.images / self.seconds if self.seconds else 0.0}
-        row.update({k: v / self.n for k, v in self.sums.items()})
-        self.sums, self.n, self.images, self.seconds = {}, 0, 0, 0.0
-        return row
