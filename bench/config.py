@@ -199,7 +199,7 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     _build("device", select_device, top.device, local_rank)
     _build("train", train.validate, world)
     if hasattr(method, "check_batch"):
-        _build("method", method.check_batch, train.batch_size // world)
+        _build("method", method.check_batch, train.batch_size // world, world)
     if hasattr(method, "check_data"):
         _build("method", method.check_data, data.spec, data_args(d_cfg))
     if hasattr(method, "resolved_config"):     # e.g. the hash of a referenced checkpoint

@@ -22,7 +22,7 @@ from bench.sampling import generate
 from methods.backbones import build_backbone
 from methods.base import count_parameters
 from methods.harness.dist import DistEnv, barrier, init_distributed
-from methods.harness.trainer import Trainer, TrainingDiverged
+from methods.harness.trainer import ResumeError, Trainer, TrainingDiverged
 
 
 def environment(env: DistEnv, precision: str) -> dict:
@@ -95,10 +95,15 @@ def execute(spec: RunSpec) -> Path:
     trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env)
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})
     record["env"] = environment(env, spec.train.precision)
+    note = getattr(spec.method, "invariance_note", lambda world: None)(env.world)
+    record["env"].update(world_size_invariant=note is None, world_size_note=note,
+                         per_process_batch=spec.train.batch_size // env.world)
     record["params"] = {"network": count_parameters(net), "trainable": sum(
         p.numel() for p in net.parameters() if p.requires_grad)}
     try:
         summary = trainer.fit()
+    except ResumeError as e:
+        raise RunError(str(e)) from None
     except TrainingDiverged as e:
         if env.is_main:
             record["train"] = {**vars(trainer.summary(None)), "status": "diverged", "error": str(e)}
