@@ -55,6 +55,11 @@ class TensorSource:
         return Batch(x=self.x[idx].to(device), y=self.y[idx].to(device), step=step,
                      random=StepRandom(seed, step, rank, world, local_batch, device))
 
+    def preflight(self) -> list[tuple[str, bool, str]]:
+        """``bench.doctor``'s line about this source (loaded, so its files were found and read)."""
+        return [("data", True, f"{self.spec.name}: {len(self.x)} training samples of shape {list(self.spec.shape)} "
+                               f"in memory")]
+
     def reference(self, n: int) -> tuple[Tensor, Tensor]:
         """The samples metrics compare against (toys: ``n`` fresh held-out draws)."""
         return self._reference_fn(n)

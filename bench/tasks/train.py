@@ -17,6 +17,8 @@ from bench import record as rec
 from bench.artifacts import samples_name, save_reference
 from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the task's prepare)
 from bench.errors import RunError
+from bench.jobs import submitted
+from bench.preemption import Preemption
 from bench.metrics import Evaluation
 from bench.sampling import generate
 from methods.backbones import build_backbone
@@ -92,7 +94,8 @@ def execute(spec: RunSpec) -> Path:
     torch.manual_seed(spec.top.seed)   # initialisation
     backbone = build_backbone(spec.model, spec.method.backbone_io(spec.data.spec))
     net = spec.method.build(backbone, spec.data.spec)
-    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env)
+    preemption = Preemption(env, active=submitted())
+    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env, hooks=(preemption,))
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})
     record["env"] = environment(env, spec.train.precision)
     note = getattr(spec.method, "invariance_note", lambda world: None)(env.world)
@@ -109,6 +112,11 @@ def execute(spec: RunSpec) -> Path:
             record["train"] = {**vars(trainer.summary(None)), "status": "diverged", "error": str(e)}
             rec.write_atomic(rec_path, record)
         raise RunError(str(e)) from None
+    if trainer.stop_reason is not None:                  # preempted: record the partial run, then requeue
+        if env.is_main:
+            record["train"] = vars(summary)
+            rec.write_atomic(rec_path, record)
+        preemption.finish()
     barrier(env)
     if not env.is_main:
         return rec_path

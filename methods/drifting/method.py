@@ -228,6 +228,13 @@ class Drifting:
             raise NFEError(f"this drifting model has no guidance input (method.conditional and method.cfg): "
                            f"eval.guidance must be [1.0], got {guidance}")
 
+    def preflight(self) -> list[tuple[str, bool, str]]:
+        """``bench.doctor``'s line about the frozen feature encoder (checked and hashed by ``check_data``)."""
+        header = self.cond_step.encoder_header if self.cond_step is not None else None
+        if header is None:
+            return []
+        return [("encoder", True, f"{self.cfg.encoder_path} (sha256 {header['sha256'][:16]}...)")]
+
     def invariance_note(self, world: int) -> str | None:
         """Why this run on ``world`` processes differs from one process (None: it does not)."""
         return self.cond_step.invariance_note(world) if self.cond_step is not None else None
