@@ -108,6 +108,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"unknown {group} '{name}'; choose one of: {', '.join(e.options or [])}") from None
     except ConfigCompositionException as e:
         m = re.match(r"Could not override '([^']+)'", str(e))
+        profile = re.match(r"In 'cluster/([^']+)'", str(e))
+        if profile:            # a SLURM profile's keys do not exist for the local launchers
+            raise ConfigError(f"cluster={profile.group(1)} is a SLURM profile; add launcher=slurm") from None
         if not m:
             raise ConfigError(str(e).splitlines()[0]) from None
         key = m.group(1)

@@ -31,9 +31,9 @@ class Outcome:
     log: str | None = None
     extra: dict = field(default_factory=dict)
 
-    def line(self) -> str:
-        what = " ".join(self.overrides) or "(defaults)"
-        tail = {"done": self.record, "skipped": f"already complete, {self.record}"}.get(self.status, self.reason)
+    def line(self, common: frozenset[str] = frozenset()) -> str:
+        what = " ".join(o for o in self.overrides if o not in common) or "(defaults)"
+        tail = {"done": self.record, "skipped": f"complete before, {self.record}"}.get(self.status, self.reason)
         log = f"; log: {self.log}" if self.status == "failed" and self.log else ""
         return f"  job {self.num:<3} {self.status:<8} {what}: {tail}{log}"
 
@@ -72,12 +72,14 @@ def read(folder: Path) -> dict[int, Outcome]:
 def summarise(folder: Path, jobs: list[list[str]], prog: str, missing_log: str = "") -> int:
     """Print one line per job and a count; the number of jobs that were refused or failed."""
     found = read(folder)
+    every = [found[num] if num in found else Outcome(num, overrides, "failed", "ended without a word (killed? out "
+                                                     "of memory?)", log=missing_log or None)
+             for num, overrides in enumerate(jobs)]
+    common = frozenset.intersection(*(frozenset(o.overrides) for o in every)) if len(every) > 1 else frozenset()
     lines, counts = [], dict.fromkeys(STATUSES, 0)
-    for num, overrides in enumerate(jobs):
-        o = found.get(num) or Outcome(num, overrides, "failed", "ended without a word (killed? out of memory?)",
-                                      log=missing_log or None)
+    for o in every:                                  # each job shown by what sets it apart from the others
         counts[o.status] += 1
-        lines.append(o.line())
+        lines.append(o.line(common))
     print(f"{prog}: {len(jobs)} job(s): " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), flush=True)
     print("\n".join(lines), flush=True)
     return counts["refused"] + counts["failed"]

@@ -12,6 +12,7 @@ no scheduler answers; jobs are validated for the world size they will have (node
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,10 +21,11 @@ from omegaconf import DictConfig
 
 from bench import outcomes
 from bench.cluster import check_scheduler, launch_plan, planned_world
-from bench.config import compose_config, expand_sweep
+from bench.config import RunSpec, compose_config, expand_sweep
 from bench.errors import ConfigError, RunError
 from bench.jobs import run_job
 from bench.tasks import execute, prepare
+from bench.tasks.train import check_existing
 
 MULTIRUN = {"-m", "--multirun"}
 
@@ -47,7 +49,20 @@ def validate(words: list[str]) -> tuple[list[list[str]], object, bool]:
     check_scheduler(plan)
     with planned_world(plan.world):
         specs = [prepare(compose_config(job)) for job in jobs]
+    for job, spec in zip(jobs, specs):
+        refuse_changed(spec, job if len(jobs) > 1 else [])
     return jobs, specs[0], plan.submits
+
+
+def refuse_changed(spec, job: list[str]) -> None:
+    """A changed training config under an existing run id, refused before any job starts."""
+    if not isinstance(spec, RunSpec):
+        return
+    results = Path(spec.top.results_dir)
+    try:
+        check_existing(spec, results / "records" / f"{spec.run_id}.json", results / "runs" / spec.run_id)
+    except RunError as e:
+        raise ConfigError(f"job [{' '.join(job)}]: {e}" if job else str(e)) from None
 
 
 def main() -> None:
