@@ -10,7 +10,8 @@ the trainer writes its checkpoint and the run record says ``partial``. Then ``fi
 - USR2: rank 0 calls submitit's handler, which asks the submitted callable's ``checkpoint()`` (Hydra's
   submitit launcher and ``bench.suite``'s jobs resubmit themselves unchanged), requeues the job with
   ``scontrol requeue`` and exits; the requeued job resumes the run from its checkpoint by run id and
-  skips the evaluation points already recorded.
+  skips the evaluation points already recorded (a signal during evaluation hands over before the next
+  point, ``between_points``).
 - SIGTERM: SLURM already requeued or cancelled the job; every rank exits without a result.
 
 Hard kills (SIGKILL, node failures) lose the steps since the last checkpoint, bounded by
@@ -50,6 +51,12 @@ class Preemption:
         if any_true(self.caught is not None, self.env):
             name = signal.Signals(self.caught).name if self.caught else "a signal on another rank"
             trainer.stop_reason = f"preempted ({name}); checkpoint written, the job requeues"
+
+    def between_points(self) -> None:
+        """Between evaluation points (rank 0 alone): hand over at once if a signal came (the record holds
+        every finished point, the requeued job evaluates the rest)."""
+        if self.caught is not None:
+            self.finish()
 
     def finish(self) -> None:
         """After training stopped on a signal: requeue (rank 0, the warning signal) and exit every rank."""

@@ -25,7 +25,7 @@ CASES = [
     (["seed=one"], "seed: Value 'one'"),
     (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["train.schedule=linear"], "train.schedule must be one of ['constant', 'cosine']"),
-    (["method.group_size=7"], "must be >= 2 and divide the per-process batch"),
+    (["method.group_size=7"], "must be >= 2 and divide train.batch_size=1024"),
     (["tag=a/b"], "tag='a/b' may only hold"),
     (["-m", "seed=0,1", "method=drifting,nope"], "unknown method 'nope'"),
 ]

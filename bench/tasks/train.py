@@ -123,6 +123,7 @@ def execute(spec: RunSpec) -> Path:
     record["train"] = vars(summary)
     rec.write_atomic(rec_path, record)
     for weights, nfe, guidance in todo:
+        preemption.between_points()                       # a signal during evaluation: requeue before the next point
         net_w = trainer.net if weights == "raw" else trainer.ema.model(weights)
         print(f"{spec.run_id}: sampling {spec.eval.num_samples} with {weights}, NFE {nfe}, guidance {guidance}")
         evaluation = Evaluation(spec.metrics, spec.data, spec.eval.num_samples,
