@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
         jobs = expand_jobs(spec, args.overrides, only)
         plan = launch_plan(compose_config(jobs[0].overrides))
-        check_scheduler(plan)
+        if not args.list:                          # --list submits nothing
+            check_scheduler(plan)
         with planned_world(plan.world):
             before, _ = prepare_jobs(expand_prepare(spec, args.overrides))
             prepared, deferred = prepare_jobs(jobs, products(s for _, s in before))
