@@ -121,6 +121,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"unknown {group} '{name}'; choose one of: {', '.join(e.options or [])}") from None
     except ConfigCompositionException as e:
         m = re.match(r"Could not override '([^']+)'", str(e))
+        profile = re.match(r"In 'cluster/([^']+)'", str(e))
+        if profile:            # a SLURM profile's keys do not exist for the local launchers
+            raise ConfigError(f"cluster={profile.group(1)} is a SLURM profile; add launcher=slurm") from None
         if not m:
             raise ConfigError(str(e).splitlines()[0]) from None
         key = m.group(1)
@@ -214,7 +217,7 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     _build("eval", ev.sampling_options("fp32").validate, device)
     _build("train", train.validate, world)
     if hasattr(method, "check_batch"):
-        _build("method", method.check_batch, train.batch_size // world)
+        _build("method", method.check_batch, train.batch_size // world, world)
     _build("train", check_switches, method, train.compile, train.accum_steps)
     if hasattr(method, "check_data"):
         _build("method", method.check_data, data.spec, data_args(d_cfg))

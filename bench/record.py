@@ -6,8 +6,10 @@ Schema 1::
 
     schema, run_id, git_sha, git_dirty, created, updated,
     config    resolved Hydra config of the run
-    env       python, torch, cuda, device, gpu_name, world_size, precision, hostname, platform, cpus
-    train     status, steps, images_seen, wall_seconds, gpu_hours, resumes, images_per_second, final_loss
+    env       python, torch, cuda, device, gpu_name, world_size, precision, hostname, platform, cpus,
+              per_process_batch, world_size_invariant, world_size_note (why a run is not invariant)
+    train     status, steps, images_seen, wall_seconds, gpu_hours, resumes, images_per_second, final_loss,
+              lost_wall_seconds (training time redone after kills)
     params    parameter counts: network, trainable
     evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing}]
 """

@@ -21,6 +21,8 @@ job (``device=cuda``, ``results_dir=...``). Jobs run one after another in this p
 ``bench.run``'s machinery, so a suite resumes where it stopped: finished runs and evaluation points are
 skipped and interrupted training continues from its last checkpoint. Every job is composed and validated
 (and checked against existing records) before the first one starts: a bad suite fails in one line.
+``launcher=slurm`` submits the whole suite as one SLURM job array instead (``bench/suite_launch.py``);
+either way the suite ends with one line per job and exits non-zero when a job did not succeed.
 """
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ import yaml
 from bench import record as rec
 from bench import suite_manifest as sm
 from bench.suite_manifest import choice
+from bench.cluster import check_scheduler, launch_plan, planned_world
 from bench.config import RunSpec, compose_config, expand_sweep
 from bench.errors import ConfigError, RunError
 from bench.tasks import execute, prepare
+from bench.suite_launch import run_here, submit
 from bench.tasks.train import check_existing
 
 SUITE_KEYS = ("description", "overrides", "prepare", "jobs")
@@ -242,9 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_suite(suite_file(args.suite))
         only = {s.strip() for s in args.only.split(",") if s.strip()} if args.only else None
-        before, _ = prepare_jobs(expand_prepare(spec, args.overrides))
         jobs = expand_jobs(spec, args.overrides, only)
-        prepared, deferred = prepare_jobs(jobs, products(s for _, s in before))
+        plan = launch_plan(compose_config(jobs[0].overrides))
+        if not args.list:                          # --list submits nothing
+            check_scheduler(plan)
+        with planned_world(plan.world):
+            before, _ = prepare_jobs(expand_prepare(spec, args.overrides))
+            prepared, deferred = prepare_jobs(jobs, products(s for _, s in before))
     except ConfigError as e:
         print(f"bench.suite: error: {e}", file=sys.stderr)
         return 2
@@ -253,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         waiting = f"; {len(deferred)} wait for the prepare jobs" if deferred else ""
         print(f"suite {name}: {done}/{len(prepared) + len(deferred)} job(s) done{waiting}")
         return 0
-    for job, pre in before:
+    if plan.submits and before:
+        if submit(plan, [job.overrides for job, _ in before], args_results(prepared, before), f"{name}-prepare"):
+            print("bench.suite: a prepare job did not succeed; nothing else was submitted", file=sys.stderr)
+            return 1
+    for job, pre in [] if plan.submits else before:
         print(f"prepare {job.label}: {pre.run_id}", flush=True)
         try:
             execute(pre)
@@ -262,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if deferred:                                  # the files they wait for exist now: validate everything again
         try:
-            prepared = prepare_jobs(jobs)[0]
+            with planned_world(plan.world):
+                prepared = prepare_jobs(jobs)[0]
         except ConfigError as e:
             print(f"bench.suite: error: {e}", file=sys.stderr)
             return 2
@@ -273,25 +286,17 @@ def main(argv: list[str] | None = None) -> int:
         previous = next((m for m in found if m["suite"] == name), None)
     path = sm.write_manifest(results, build_manifest(name, spec, prepared, argv, previous))
     print(f"suite {name}: {len(prepared)} job(s); manifest {path}")
-    failed = []
-    for i, (job, run_spec) in enumerate(prepared, 1):
-        print(f"[{i}/{len(prepared)}] {job.label}: {run_spec.run_id}", flush=True)
-        try:
-            execute(run_spec)
-        except RunError as e:
-            print(f"bench.suite: job {run_spec.run_id} failed: {e}", file=sys.stderr)
-            failed.append(run_spec.run_id)
-    print(f"suite {name}: {len(prepared) - len(failed)}/{len(prepared)} job(s) complete")
+    if plan.submits:
+        failed = submit(plan, [job.overrides for job, _ in prepared], str(results), name)
+    else:
+        failed = run_here(prepared, str(results))
     if args.report:
         from bench.report import build_report
         print(f"Report: {build_report(results, Path('reports')).resolve()}")
     else:
         where = "" if Path(results) == Path("results") else f" --results {results}"
         print(f"Build the report with: python -m bench.report{where}")
-    if failed:
-        print(f"bench.suite: {len(failed)} job(s) failed: {', '.join(failed)}", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ CASES = [
     (["seed=one"], "seed: Value 'one'"),
     (["device=tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["train.schedule=linear"], "train.schedule must be one of ['constant', 'cosine']"),
-    (["method.group_size=7"], "must be >= 2 and divide the per-process batch"),
+    (["method.group_size=7"], "must be >= 2 and divide train.batch_size=1024"),
     (["tag=a/b"], "tag='a/b' may only hold"),
     (["train.accum_steps=2"], "method drifting: train.accum_steps=2 is refused: the drift loss's scale S"),
     (["method=meanflow", "train.compile=true"], "method meanflow cannot run under torch.compile"),

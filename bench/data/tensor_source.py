@@ -49,6 +49,11 @@ class Source:
         self.spec, self.modes, self.classifier = spec, modes, classifier
         self._reference_fn, self._floor_fn = reference_fn, floor_fn
 
+    def preflight(self) -> list[tuple[str, bool, str]]:
+        """``bench.doctor``'s line about this source (loaded, so its files were found and read)."""
+        return [("data", True, f"{self.spec.name}: {len(self.x)} training samples of shape {list(self.spec.shape)} "
+                               f"in memory")]
+
     def reference(self, n: int) -> tuple[Tensor, Tensor]:
         """The samples metrics compare against (toys: ``n`` fresh held-out draws)."""
         return self._reference_fn(n)

@@ -17,12 +17,14 @@ from bench import record as rec
 from bench.artifacts import samples_name, save_reference
 from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the task's prepare)
 from bench.errors import RunError
+from bench.jobs import submitted
+from bench.preemption import Preemption
 from bench.metrics import Evaluation
 from bench.sampling import generate
 from methods.backbones import build_backbone
 from methods.base import count_parameters
 from methods.harness.dist import DistEnv, barrier, init_distributed
-from methods.harness.trainer import Trainer, TrainingDiverged
+from methods.harness.trainer import ResumeError, Trainer, TrainingDiverged
 
 
 def environment(env: DistEnv, precision: str) -> dict:
@@ -92,24 +94,36 @@ def execute(spec: RunSpec) -> Path:
     torch.manual_seed(spec.top.seed)   # initialisation
     backbone = build_backbone(spec.model, spec.method.backbone_io(spec.data.spec))
     net = spec.method.build(backbone, spec.data.spec)
-    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env)
+    preemption = Preemption(env, active=submitted())
+    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env, hooks=(preemption,))
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})
     record["env"] = environment(env, spec.train.precision)
+    note = getattr(spec.method, "invariance_note", lambda world: None)(env.world)
+    record["env"].update(world_size_invariant=note is None, world_size_note=note,
+                         per_process_batch=spec.train.batch_size // env.world)
     record["params"] = {"network": count_parameters(net), "trainable": sum(
         p.numel() for p in net.parameters() if p.requires_grad)}
     try:
         summary = trainer.fit()
+    except ResumeError as e:
+        raise RunError(str(e)) from None
     except TrainingDiverged as e:
         if env.is_main:
             record["train"] = {**vars(trainer.summary(None)), "status": "diverged", "error": str(e)}
             rec.write_atomic(rec_path, record)
         raise RunError(str(e)) from None
+    if trainer.stop_reason is not None:                  # preempted: record the partial run, then requeue
+        if env.is_main:
+            record["train"] = vars(summary)
+            rec.write_atomic(rec_path, record)
+        preemption.finish()
     barrier(env)
     if not env.is_main:
         return rec_path
     record["train"] = vars(summary)
     rec.write_atomic(rec_path, record)
     for weights, nfe, guidance in todo:
+        preemption.between_points()                       # a signal during evaluation: requeue before the next point
         net_w = trainer.net if weights == "raw" else trainer.ema.model(weights)
         print(f"{spec.run_id}: sampling {spec.eval.num_samples} with {weights}, NFE {nfe}, guidance {guidance}")
         evaluation = Evaluation(spec.metrics, spec.data, spec.eval.num_samples,

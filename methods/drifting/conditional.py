@@ -1,11 +1,12 @@
 """One class-conditional drifting training step (PAPER.md sections 1.5, 2.7, 3; Deng et al. 2026, A.7-A.9).
 
-Per step (the release's ``train_gen`` / ``train_step``):
-1. Push the freshly loaded real samples ``batch.x`` (with labels) into the per-class queues and the global
-   unconditional queue (``train.batch_size`` is therefore the release's ``push_per_step``).
-2. Pick ``classes_per_step`` labels: the labels of a random subset of the batch rows (class frequencies
-   follow the data; a label may repeat, as in the release).
-3. Draw one alpha per label (``guidance.sample_alpha``) and the CFG weight
+Per step (the release's ``train_gen`` / ``train_step``), with ``classes_per_step`` = N_c the *global*
+number of classes, split evenly over the processes (each generates whole classes: groups g0 .. g0 + N_c/W):
+1. Push the freshly loaded real samples into the per-class queues and the global unconditional queue
+   (``train.batch_size`` is therefore the release's global ``push_per_step``).
+2. Pick N_c labels: the labels of a random subset of the batch rows (class frequencies follow the data;
+   a label may repeat, as in the release).
+3. Draw one alpha per label (``guidance.alpha_from_uniforms``) and the CFG weight
    ``w = (alpha - 1)(N_neg - 1) / N_unc`` of that label's unconditional negatives.
 4. Generate ``gen_per_class`` samples per label from f(eps, c, alpha[, style]).
 5. Draw ``pos_per_class`` positives from the label's queue and ``unc_per_class`` unconditional samples from
@@ -13,10 +14,19 @@ Per step (the release's ``train_gen`` / ``train_step``):
 6. Feature vectors of generated samples (with gradients) and of the real samples (without), one drifting
    loss per feature key over all (class, location) groups, keys summed (``features.py``).
 
-Randomness: labels, alpha, noise, style indices and queue draws come from the torch RNG that the trainer
-reseeds from (seed, rank, step) at every step, and the queues are in the method's state, so a resumed run
-continues exactly. Each process keeps its own queues (the release: per host), so runs with different
-process counts differ; S and lambda are all-reduced over processes (``sync_scales``).
+Randomness: every draw is keyed (``methods.noise``) by (seed, step, what, global index): the subset of
+rows by global row, alpha and the queue draws by global group, noise and style indices by global
+generated sample. S and lambda are all-reduced over processes (``sync_scales``), so they are batch-wide
+as in the release's jitted step.
+
+Queues (``queue_fill``): ``global`` (default): every process pushes the whole global batch (one all-gather
+of the step's real samples), so every process holds exactly the queues one process would, and 1 and N
+processes train the same loss on the same global batch; all processes' queues are equal and a checkpoint
+keeps one copy. ``local``: the release's per-host queues: each process pushes only its own shard and draws
+its labels from it; its queues are its own (the checkpoint keeps every process's, by rank) and the run is
+not world-size invariant, which its record says (``invariance_note``). Both are faithful in distribution
+(a class queue holds recent i.i.d. samples of its class); ``global`` refreshes the queues W times faster
+and costs an all-gather of the batch per step (at ImageNet latents, 4096 x 4 x 32 x 32 floats = 64 MB).
 ``cfg: false`` trains without unconditional negatives and without the alpha input.
 """
 from __future__ import annotations
@@ -26,10 +36,16 @@ from torch import Tensor, nn
 
 from methods.base import BackboneIO, Batch, DataSpec
 from methods.drifting.features import feature_drift_loss, feature_vectors
-from methods.drifting.guidance import check_alpha_law, sample_alpha, unconditional_weight
+from methods.drifting.guidance import alpha_from_uniforms, check_alpha_law, unconditional_weight
 from methods.drifting.loss import DriftLossOptions
 from methods.drifting.mae import load_encoder
 from methods.drifting.queue import SampleQueues
+from methods.harness.dist import gather_rows
+from methods.noise import keyed_rand, keyed_randint, keyed_randn, keyed_rows
+
+QUEUE_FILLS = ("global", "local")
+STREAM = 0xC07D                    # keyed streams of a conditional step: (seed, step, STREAM, what)
+LABELS, ALPHA, POSITIVES, NEGATIVES, STYLE, NOISE = range(6)
 
 
 class ConditionalStep:
@@ -42,6 +58,7 @@ class ConditionalStep:
             (cfg.pos_per_class >= 1, f"method.pos_per_class must be >= 1, got {cfg.pos_per_class}"),
             (cfg.unc_per_class >= 0, f"method.unc_per_class must be >= 0, got {cfg.unc_per_class}"),
             (cfg.class_queue >= 1 and cfg.global_queue >= 1, "method.class_queue and method.global_queue must be >= 1"),
+            (cfg.queue_fill in QUEUE_FILLS, f"method.queue_fill must be one of {list(QUEUE_FILLS)}, got '{cfg.queue_fill}'"),
             (cfg.encoder_path is not None or cfg.raw_loss,
              "method.raw_loss=false needs a feature encoder: set method.encoder_path"),
             (all(s >= 2 for s in cfg.patch_sizes), f"method.patch_sizes must be >= 2, got {cfg.patch_sizes}"),
@@ -91,31 +108,65 @@ class ConditionalStep:
         if self._pending_state is not None:
             self.queues.load_state_dict(self._pending_state)
 
-    def check_batch(self, local_batch: int) -> None:
-        if self.cfg.classes_per_step > local_batch:
-            raise ValueError(f"method.classes_per_step={self.cfg.classes_per_step} labels are drawn from the "
-                             f"{local_batch} samples each process loads per step; raise train.batch_size")
+    def check_batch(self, local_batch: int, world: int = 1) -> None:
+        nc, total = self.cfg.classes_per_step, local_batch * world
+        if nc % world:
+            raise ValueError(f"method.classes_per_step={nc} (global) must be divisible by the {world} processes, "
+                             f"each generating whole classes")
+        if nc > total:
+            raise ValueError(f"method.classes_per_step={nc} labels are drawn from the {total} samples loaded per "
+                             f"step; raise train.batch_size")
+
+    def invariance_note(self, world: int) -> str | None:
+        """Why a run on ``world`` processes trains differently from one process, or None."""
+        if world > 1 and self.cfg.queue_fill == "local":
+            return (f"method.queue_fill=local: each of the {world} processes fills its own queues from its data "
+                    f"shard (the release's per-host queues), so its positives and labels differ from one process's")
+        return None
+
+    def state_per_process(self, world: int) -> bool:
+        """Whether every process holds different state (its own queues) that a checkpoint must keep."""
+        return world > 1 and self.cfg.queue_fill == "local"
+
+    def _fill_and_label(self, x: Tensor, y: Tensor, rnd, world: int) -> Tensor:
+        """Push the step's real samples and return the labels of this rank's groups (steps 1 and 2)."""
+        rank, per = rnd.rows.start // len(x), self.cfg.classes_per_step // world
+        key = (rnd.seed, rnd.step, STREAM, LABELS)
+        if self.cfg.queue_fill == "global":       # every rank pushes the global batch: one process's queues
+            xs, ys = gather_rows(x), gather_rows(y)
+            self.queues.push(xs, ys)
+            chosen = keyed_rand(key, range(len(ys)), (), ys.device).argsort()[rank * per:(rank + 1) * per]
+            return ys[chosen]
+        self.queues.push(x.detach(), y)           # the release: each rank its own shard, labels from it
+        return y[keyed_rand(key, rnd.rows, (), y.device).argsort()[:per]]
 
     def loss(self, net: nn.Module, batch: Batch, noise_shape: tuple[int, ...]) -> tuple[Tensor, dict[str, float]]:
         from methods.drifting.method import all_reduce_fn, info_scalars
-        c = self.cfg
-        x, y = batch.x, batch.y
-        dev = x.device
-        self.queues.push(x.detach(), y)
-        nc, ng = c.classes_per_step, c.gen_per_class
-        labels = y[torch.randperm(len(y))[:nc].to(y.device)]
+        c, rnd = self.cfg, batch.random
+        x, dev = batch.x, batch.x.device
+        world = rnd.global_batch // len(x)
+        self.check_batch(len(x), world)
+        labels = self._fill_and_label(x, batch.y, rnd, world)
+        nc, ng = len(labels), c.gen_per_class
+        g0 = rnd.rows.start // len(x) * nc                         # this rank's first group, globally
+        groups, samples = range(g0, g0 + nc), range(g0 * ng, (g0 + nc) * ng)
+        key = lambda stream: (rnd.seed, rnd.step, STREAM, stream)  # noqa: E731
         nu = c.unc_per_class if c.cfg else 0
-        alpha = (sample_alpha(nc, c.alpha_min, c.alpha_max, c.alpha_exponent, c.no_cfg_frac)
-                 if c.cfg else torch.ones(nc))
-        pos = self.queues.positives(labels, c.pos_per_class)
-        unc = self.queues.negatives(nc, nu) if nu else None
+        if c.cfg:
+            u = keyed_rows(key(ALPHA), groups, lambda g, n: torch.rand(n, 2, generator=g, device=g.device,
+                                                                       dtype=torch.float64), "cpu")
+            alpha = alpha_from_uniforms(u[:, 0], u[:, 1], c.alpha_min, c.alpha_max, c.alpha_exponent, c.no_cfg_frac)
+        else:
+            alpha = torch.ones(nc)
+        pos = self.queues.positives(labels, c.pos_per_class, keyed=(key(POSITIVES), groups))
+        unc = self.queues.negatives(nc, nu, keyed=(key(NEGATIVES), groups)) if nu else None
         cond = {"y": labels.repeat_interleave(ng)}
         if c.cfg:
             cond["alpha"] = alpha.to(dev).repeat_interleave(ng)
         if self.style_shape is not None:
             n_style, codebook = self.style_shape
-            cond["style"] = torch.randint(codebook, (nc * ng, n_style)).to(dev)
-        noise = torch.randn(nc * ng, *noise_shape).to(dev)
+            cond["style"] = keyed_randint(key(STYLE), samples, codebook, (n_style,), dev)
+        noise = keyed_randn(key(NOISE), samples, noise_shape, dev)
         gen = net(noise, cond)
 
         enc = self.encoder.to(dev) if self.encoder is not None else None

@@ -29,9 +29,17 @@ def check_alpha_law(alpha_min: float, alpha_max: float, exponent: float, no_cfg_
 def sample_alpha(n: int, alpha_min: float = 1.0, alpha_max: float = 4.0, exponent: float = 3.0,
                  no_cfg_frac: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
     """``n`` draws of alpha from p(alpha) ~ alpha^-exponent on [alpha_min, alpha_max] (float32, CPU)."""
-    check_alpha_law(alpha_min, alpha_max, exponent, no_cfg_frac)
     u = torch.rand(n, generator=generator, dtype=torch.float64)
     off = torch.rand(n, generator=generator, dtype=torch.float64)
+    return alpha_from_uniforms(u, off, alpha_min, alpha_max, exponent, no_cfg_frac)
+
+
+def alpha_from_uniforms(u: Tensor, off: Tensor, alpha_min: float = 1.0, alpha_max: float = 4.0,
+                        exponent: float = 3.0, no_cfg_frac: float = 0.0) -> Tensor:
+    """Alpha by inverse CDF of the uniform ``u``, set to 1 where the uniform ``off < no_cfg_frac``
+    (float32; training draws ``u`` and ``off`` keyed by the group's global index)."""
+    check_alpha_law(alpha_min, alpha_max, exponent, no_cfg_frac)
+    u, off = u.double(), off.double()
     pw = 1.0 - exponent
     if abs(pw) < 1e-6:
         alpha = torch.exp(math.log(alpha_min) + u * (math.log(alpha_max) - math.log(alpha_min)))

@@ -3,7 +3,8 @@
 Two training paths share one config:
 
 - **Unconditional** (``conditional: false``, the 2-D toys): each step generates as many samples as the batch
-  holds real ones, splits both into groups of ``group_size``, and regresses the generated samples onto
+  holds real ones, splits both into groups of ``group_size`` of the *global* batch (``groups.py``: the same
+  loss on 1 or N processes), and regresses the generated samples onto
   their drifted stop-gradient targets (Alg. 1, Eq. 6) with the generated group as its own negatives.
   ``loss: alg2`` is the official toy notebook's field (Alg. 2 on raw coordinates, one temperature, no
   normalisations); ``loss: production`` is ``loss.drift_loss`` (PAPER.md 2.4-2.7) with the switches below.
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from methods.base import BackboneIO, Batch, DataSpec, NFEError, per_image_noise
 from methods.noise import keyed_randint
 from methods.drifting.field import KERNEL_NORMS, drift_mse, drifting_field
+from methods.drifting.groups import check_groups, global_batch, global_mean, spans_ranks
 from methods.drifting.loss import DriftLossOptions, drift_loss
 from methods.registry import register_method
 
@@ -58,17 +60,18 @@ class Drifting:
         normalize_drift: bool = True        # production: drift normalisation by lambda
         max_elements: int | None = None     # production: chunk bound (memory); null: by device
         sync_scales: bool = True            # all-reduce S and lambda over processes (DDP)
-        group_size: int | None = None       # unconditional: samples per group; null: the local batch
+        group_size: int | None = None       # unconditional: samples per group of the global batch; null: all
         collapse_to: list[float] | None = None   # unconditional: start collapsed onto this point (Fig. 3)
         collapse_steps: int = 300           # Adam steps of the collapsing pre-fit
         # class-conditional path (conditional.py)
         conditional: bool = False
-        classes_per_step: int = 8           # N_c labels per step (per process)
+        classes_per_step: int = 8           # N_c labels per step, global (split over the processes)
         gen_per_class: int = 64             # N_neg generated samples per label
         pos_per_class: int = 64             # N_pos positives per label (class queue)
         unc_per_class: int = 16             # N_unc unconditional negatives per label (global queue)
         class_queue: int = 128
         global_queue: int = 1000
+        queue_fill: str = "global"          # global: every process pushes the global batch | local (release)
         cfg: bool = True                    # training-time CFG: alpha-conditioned generator
         alpha_min: float = 1.0
         alpha_max: float = 4.0
@@ -168,33 +171,37 @@ class Drifting:
         """Config values known only after build (the encoder's hash), for the run record."""
         return self.cond_step.resolved_config() if self.cond_step is not None else {}
 
-    def check_batch(self, local_batch: int) -> None:
+    def check_batch(self, local_batch: int, world: int = 1) -> None:
         if self.cond_step is not None:
-            return self.cond_step.check_batch(local_batch)
-        g = self.cfg.group_size
-        if g is not None and (g < 2 or local_batch % g):
-            raise ValueError(f"method.group_size={g} must be >= 2 and divide the per-process batch "
-                             f"{local_batch}")
+            return self.cond_step.check_batch(local_batch, world)
+        check_groups(self.cfg.group_size, local_batch, world)
 
     # -- training -------------------------------------------------------------------------------------
     def loss(self, net: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, float]]:
         if self.cond_step is not None:
             return self.cond_step.loss(net, batch, self.noise_shape(self.spec))
-        pos = batch.x.flatten(1)
+        pos = batch.x.flatten(1).float()
         b, d = pos.shape
-        g = self.cfg.group_size or b
-        self.check_batch(b)
+        world = batch.random.global_batch // b
+        self.check_batch(b, world)
+        g = self.cfg.group_size or b * world
         noise = batch.random.randn(*self.noise_shape(self.spec))
         gen = net(noise).flatten(1).float()
-        gen, pos = gen.view(b // g, g, d), pos.view(b // g, g, d).float()
+        spread = spans_ranks(self.cfg.group_size, b, world)
+        if spread:
+            gen, pos = global_batch(gen, pos, batch.random.rows)
+        gen, pos = gen.view(-1, g, d), pos.view(-1, g, d)
         if self.cfg.loss == "alg2":
             with torch.no_grad():
                 v = drifting_field(gen.detach(), pos, gen.detach(), self.cfg.temperature,
                                    kernel_norm=self.cfg.kernel_norm)
-            return drift_mse(gen, v), {"drift_sq": v.pow(2).sum(-1).mean()}
-        loss, info = drift_loss(gen, pos, temperatures=tuple(self.cfg.temperatures), opts=self.opts,
-                                all_reduce=all_reduce_fn(self.cfg.sync_scales))
-        return loss.mean(), info_scalars(info)
+            loss, diag = drift_mse(gen, v), {"drift_sq": v.pow(2).sum(-1).mean()}
+        else:
+            reduce = None if spread else all_reduce_fn(self.cfg.sync_scales)   # gathered: already global
+            loss, info = drift_loss(gen, pos, temperatures=tuple(self.cfg.temperatures), opts=self.opts,
+                                    all_reduce=reduce)
+            loss, diag = loss.mean(), info_scalars(info)
+        return (global_mean(loss, world) if spread else loss), diag
 
     # -- sampling -------------------------------------------------------------------------------------
     def sample(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
@@ -230,6 +237,20 @@ class Drifting:
         """The frozen feature encoder the loss runs (compiled and made channels-last by the harness)."""
         enc = self.cond_step.encoder if self.cond_step is not None else None
         return [enc] if enc is not None else []
+
+    def preflight(self) -> list[tuple[str, bool, str]]:
+        """``bench.doctor``'s line about the frozen feature encoder (checked and hashed by ``check_data``)."""
+        header = self.cond_step.encoder_header if self.cond_step is not None else None
+        if header is None:
+            return []
+        return [("encoder", True, f"{self.cfg.encoder_path} (sha256 {header['sha256'][:16]}...)")]
+
+    def invariance_note(self, world: int) -> str | None:
+        """Why this run on ``world`` processes differs from one process (None: it does not)."""
+        return self.cond_step.invariance_note(world) if self.cond_step is not None else None
+
+    def state_per_process(self, world: int) -> bool:
+        return self.cond_step is not None and self.cond_step.state_per_process(world)
 
     def state_dict(self) -> dict:
         return self.cond_step.state_dict() if self.cond_step is not None else {}

@@ -7,13 +7,30 @@ negatives from the global buffer, **without replacement**, falling back to drawi
 buffer holds fewer entries than requested (the release's ``ArrayMemoryBank.sample``).
 
 Everything is vectorised (no Python loop over samples or classes). The buffers are part of the method's
-``state_dict``, so a resumed run continues with exactly the queues it had; all draws come from the torch
-RNG (or a given generator) that the trainer reseeds from (seed, rank, step) every step.
+``state_dict``, so a resumed run continues with exactly the queues it had. Training draws are keyed
+(``keyed=``: by the group's global index, ``methods.noise``); without a key they come from the torch RNG
+or a given generator.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from methods.noise import keyed_rand
+
+
+Keyed = tuple[tuple[int, ...], range]     # (stream key, global indices of the sampled rows)
+
+
+def _uniforms(c: int, n: int, size: int, device, generator: torch.Generator | None,
+              keyed: Keyed | None) -> tuple[Tensor, Tensor]:
+    """Per row: ``n`` uniforms for draws with replacement and ``size`` sort keys for draws without."""
+    if keyed is None:
+        return (torch.rand(c, n, generator=generator).to(device),
+                torch.rand(c, size, generator=generator).to(device))
+    key, index = keyed
+    rows = keyed_rand(key, index, (n + size,), device)
+    return rows[:, :n], rows[:, n:]
 
 
 class RingBuffers:
@@ -50,8 +67,11 @@ class RingBuffers:
         self.ptr = (self.ptr + n_per) % self.size
         self.count = torch.clamp(self.count + n_per, max=self.size)
 
-    def sample(self, q: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` entries of each queue in ``q [C]``: ``[C, n, ...]``; without replacement where possible."""
+    def sample(self, q: Tensor, n: int, generator: torch.Generator | None = None, keyed: Keyed | None = None) -> Tensor:
+        """``n`` entries of each queue in ``q [C]``: ``[C, n, ...]``; without replacement where possible.
+
+        ``keyed=(key, index)``: the uniforms of row i are item ``index[i]`` of the keyed stream ``key``
+        (``methods.noise``), so a draw depends on its group's global index, not on the process."""
         if self.buf is None:
             raise ValueError("sample: the queues are empty; push samples first")
         q = q.to(self.buf.device)
@@ -60,10 +80,9 @@ class RingBuffers:
             raise ValueError(f"sample: queue(s) {q[cnt == 0].unique().tolist()} hold no samples yet")
         c = len(q)
         dev = self.buf.device
-        u = torch.rand(c, n, generator=generator).to(dev)
+        u, keys = _uniforms(c, n, self.size, dev, generator, keyed)
         with_repl = (u * cnt[:, None]).long().clamp(max=self.size - 1)
         if n <= self.size:
-            keys = torch.rand(c, self.size, generator=generator).to(dev)
             keys = keys.masked_fill(torch.arange(self.size, device=dev)[None] >= cnt[:, None], 2.0)
             without = keys.argsort(dim=1)[:, :n]
             idx = torch.where((cnt >= n)[:, None], without, with_repl)
@@ -93,12 +112,14 @@ class SampleQueues:
         self.classes.push(x, y)
         self.unconditional.push(x, torch.zeros_like(y))
 
-    def positives(self, labels: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
-        return self.classes.sample(labels, n, generator)
+    def positives(self, labels: Tensor, n: int, generator: torch.Generator | None = None,
+                  keyed: Keyed | None = None) -> Tensor:
+        return self.classes.sample(labels, n, generator, keyed)
 
-    def negatives(self, groups: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+    def negatives(self, groups: int, n: int, generator: torch.Generator | None = None,
+                  keyed: Keyed | None = None) -> Tensor:
         """``n`` unconditional samples for each of ``groups`` classes (independent draws per class)."""
-        return self.unconditional.sample(torch.zeros(groups, dtype=torch.long), n, generator)
+        return self.unconditional.sample(torch.zeros(groups, dtype=torch.long), n, generator, keyed)
 
     def state_dict(self) -> dict:
         return {"classes": self.classes.state_dict(), "unconditional": self.unconditional.state_dict()}

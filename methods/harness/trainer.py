@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 
 from methods.base import Batch, Method
 from methods.noise import mix_seed
-from methods.harness import checkpoint
+from methods.harness import checkpoint, rank_state
 from methods.harness.device_log import DeviceWindow
-from methods.harness.dist import DistEnv
+from methods.harness.dist import DistEnv, barrier, main_decides
 from methods.harness.ema import EMASet
 from methods.harness.fast_path import micro_batches, prepare_feature_modules, resolve, set_tf32
 from methods.harness.optim import SCHEDULES, build_optimizer, lr_at, set_fused
@@ -93,6 +93,10 @@ class TrainingDiverged(RuntimeError):
         self.what, self.step, self.checkpoint_step, self.checkpoint_path = what, step, checkpoint_step, checkpoint_path
 
 
+class ResumeError(RuntimeError):
+    """A checkpoint this run cannot continue from, in one line."""
+
+
 Hook = Callable[["Trainer"], None]
 
 
@@ -107,6 +111,7 @@ class TrainSummary:
     final_loss: float | None
     gpu_hours: float
     fast_path: dict = field(default_factory=dict)    # the resolved fast-path switches (fast_path.FastPath)
+    lost_wall_seconds: float = 0.0       # training time redone after kills (checkpoint to last log row)
 
 
 class Trainer:
@@ -130,37 +135,70 @@ class Trainer:
         self.ema = EMASet(self.net, cfg.ema)
         self.local_batch = cfg.batch_size // env.world
         self.window = DeviceWindow(env.device, env.world)
-        self.step, self.images, self.wall, self.resumes = 0, 0, 0.0, 0
+        self.step, self.images, self.wall, self.resumes, self.lost = 0, 0, 0.0, 0, 0.0
 
     # -- state ----------------------------------------------------------------------------------------
+    def _state_per_process(self) -> bool:
+        """Whether the processes hold different method state (then each rank saves its own, rank_state.py)."""
+        return bool(getattr(self.method, "state_per_process", lambda world: False)(self.env.world))
+
     def state(self) -> dict:
+        per = self._state_per_process()
         return {"step": self.step, "images_seen": self.images, "wall_seconds": self.wall,
-                "resumes": self.resumes, "net": self.net.state_dict(), "opt": self.opt.state_dict(),
-                "ema": self.ema.state_dict(), "method": self.method.state_dict(), "train": asdict(self.cfg)}
+                "resumes": self.resumes, "lost_wall_seconds": self.lost, "net": self.net.state_dict(),
+                "opt": self.opt.state_dict(), "ema": self.ema.state_dict(),
+                "method": None if per else self.method.state_dict(), "method_ranks": self.env.world if per else 0,
+                "train": asdict(self.cfg)}
 
     def restore(self) -> bool:
         state = checkpoint.load(self.ckpt_path, self.env.device)
         if state is None:
             return False
+        ranks = state.get("method_ranks", 0)
+        if ranks and ranks != self.env.world:
+            raise ResumeError(f"{self.ckpt_path} holds the method state of each of {ranks} processes (drifting "
+                              f"queues with method.queue_fill=local); resume it with {ranks} processes")
+        method_state = (rank_state.restore(self.ckpt_path.parent, self.env.rank, state["step"], self.env.device)
+                        if ranks else state["method"])
         self.net.load_state_dict(state["net"])
         self.opt.load_state_dict(state["opt"])
         self.ema.load_state_dict(state["ema"])
-        self.method.load_state_dict(state["method"])
+        self.method.load_state_dict(method_state)
         self.step, self.images, self.wall = state["step"], state["images_seen"], state["wall_seconds"]
+        self.lost = state.get("lost_wall_seconds", 0.0)
         self.resumes = state["resumes"] + (self.step < self.cfg.steps)
         return True
 
     def save(self) -> None:
+        """Every rank calls this at the same steps; per-process method state is written by each rank before
+        rank 0 commits ``last.pt``."""
+        per = self._state_per_process()
+        if per:
+            rank_state.save(self.ckpt_path.parent, self.env.rank, self.step, self.method.state_dict())
+            barrier(self.env)
         if self.env.is_main:
             checkpoint.save_atomic(self.state(), self.ckpt_path)
+        if per:
+            barrier(self.env)
+            rank_state.prune(self.ckpt_path.parent, self.env.rank, self.step)
 
     def _truncate_log(self) -> None:
-        """Drop log rows written after the checkpoint we resume from (they will be written again)."""
+        """Drop log rows written after the checkpoint we resume from (they will be written again); the
+        training time they cover was lost (``lost_wall_seconds``, measured to the last row written)."""
         if not (self.env.is_main and self.log_path.exists()):
             return
-        rows = [r for r in self.log_path.read_text().splitlines() if r.strip()]
-        kept = [r for r in rows if json.loads(r)["step"] <= self.step]
-        self.log_path.write_text("".join(r + "\n" for r in kept))
+        rows = [json.loads(r) for r in self.log_path.read_text().splitlines() if r.strip()]
+        kept = [r for r in rows if r["step"] <= self.step]
+        self.lost += max([r["wall_s"] - self.wall for r in rows if r["step"] > self.step] + [0.0])
+        self.log_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+    def _minutes_due(self, since: float) -> bool:
+        """Time-based checkpoint: rank 0's clock decides (checked at log steps when there are several
+        processes, so that every rank saves at the same step)."""
+        due = (time.monotonic() - since) / 60 >= self.cfg.ckpt_every_minutes
+        if self.env.world == 1:
+            return due
+        return self.step % self.cfg.log_every == 0 and main_decides(due, self.env)
 
     # -- loop -----------------------------------------------------------------------------------------
     def _autocast(self):
@@ -225,7 +263,7 @@ class Trainer:
                         log_file.flush()
                     bar.set_postfix(loss=f"{row['loss']:.4g}", img_s=f"{row['images_per_s']:.0f}")
                 bar.update(1)
-                due = (time.monotonic() - t_ckpt) / 60 >= cfg.ckpt_every_minutes
+                due = self._minutes_due(t_ckpt)
                 if self.step % cfg.ckpt_every_steps == 0 or self.step == cfg.steps or due:
                     self._save_checked()
                     t_ckpt = time.monotonic()
@@ -298,5 +336,5 @@ class Trainer:
                             images_seen=self.images, wall_seconds=round(self.wall, 3), resumes=self.resumes,
                             images_per_second=round(self.images / self.wall, 2) if self.wall > 0 else 0.0,
                             final_loss=final_loss, gpu_hours=round(gpus * self.wall / 3600, 4),
-                            fast_path=self.fast.as_record())
+                            fast_path=self.fast.as_record(), lost_wall_seconds=round(self.lost, 3))
 
