@@ -11,8 +11,8 @@
 - The MAE decoder (pre-training only) is a U-Net: a 3x3 conv block on layer4, then four up-blocks
   (bilinear upsampling to the skip's size, concatenation, GN, two 3x3 conv+GN+ReLU), then a 1x1 head.
 
-GroupNorm uses the largest group count <= 32 that divides the channels (the release's rule) with at least
-4 channels per group (see ``gn``), so tiny widths for 8x8 digits work too.
+GroupNorm as the release's ``_choose_gn_groups``: the largest group count <= 32 that divides the channels,
+down to one channel per group at tiny widths, with Flax's epsilon 1e-6 (torch's default is 1e-5).
 """
 from __future__ import annotations
 
@@ -39,15 +39,20 @@ class ResNetConfig:
                              f"{self.input_patch} and {self.every_k_block}")
 
 
-def gn(channels: int, max_groups: int = 32, min_group_channels: int = 4) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= 32 that divides ``channels`` (the release's rule), with
-    at least ``min_group_channels`` channels per group. The release's widths (>= 128) are unaffected; at
-    tiny widths one channel per group would make every per-channel spatial mean and std of a normalised
-    map the same constant for all images (degenerate drifting keys)."""
-    g = max(1, min(max_groups, channels // min_group_channels))
-    while channels % g:
+GN_EPS = 1e-6          # flax.linen.GroupNorm's default epsilon, as the release's encoder uses it
+GN_MAX_GROUPS = 32
+
+
+def gn_groups(channels: int, max_groups: int = GN_MAX_GROUPS) -> int:
+    """The release's ``_choose_gn_groups``: the largest count <= ``max_groups`` that divides ``channels``."""
+    g = min(max_groups, channels)
+    while g > 1 and channels % g:
         g -= 1
-    return nn.GroupNorm(g, channels)
+    return max(g, 1)
+
+
+def gn(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(gn_groups(channels), channels, eps=GN_EPS)
 
 
 class BasicBlock(nn.Module):
