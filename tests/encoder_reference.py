@@ -27,7 +27,7 @@ MAE = dict(width=32, layers=[1, 2, 1, 2], input_patch=2, every_k_block=2)   # th
 MAE_SHAPE, CLASSES, BATCH, LAMBDA_CLS = (3, 32, 32), 10, 2, 0.3
 LABELS = [3, 7]
 CONVNEXT = dict(depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 24, 32])
-CONVNEXT_SHAPE = (3, 64, 64)
+CONVNEXT_SHAPE = (3, 256, 256)                 # the pixel generators: shrunk to 224 (antialiased)
 
 
 def _fill(module, salt: int) -> None:
@@ -63,7 +63,7 @@ def convnext_model():
     torch.manual_seed(0)
     model = ConvNextV2Model(ConvNextV2Config(**CONVNEXT)).eval()
     _fill(model, 500)
-    x = (hashed(BATCH * 3 * 64 * 64, 4242) * 5).clamp(-1, 1).view(BATCH, *CONVNEXT_SHAPE).float()
+    x = (hashed(BATCH * 3 * 256 * 256, 4242) * 5).clamp(-1, 1).view(BATCH, *CONVNEXT_SHAPE).float()
     return model, x
 
 
