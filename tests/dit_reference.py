@@ -37,7 +37,8 @@ def reference_model():
 
     from methods.backbones.dit import DiT
     from methods.base import BackboneIO
-    net = DiT(BackboneIO(SHAPE, SHAPE, ("y", "alpha", "style"), CLASSES), DiT.Config(**CONFIG)).double()
+    net = DiT(BackboneIO(SHAPE, SHAPE, ("y", "alpha", "style"), CLASSES, null_class=True),
+              DiT.Config(**CONFIG)).double()
     with torch.no_grad():
         for i, (name, p) in enumerate(sorted(net.named_parameters())):
             p.copy_(hashed(p.numel(), i).view_as(p) + (1.0 if name.endswith("norm.weight") or ".norm" in name else 0))

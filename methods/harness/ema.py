@@ -1,7 +1,9 @@
 """Exponential moving averages of the weights at several decays at once, evaluated by name.
 
-Built on ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``:
-W_ema <- decay * W_ema + (1 - decay) * W (the first update copies W). Buffers are averaged too.
+Built on ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``: as the official drifting
+release (``TrainState.ema_params`` starts as the initial parameters), every average starts at the
+network's weights when the set is made and then follows W_ema <- decay * W_ema + (1 - decay) * W after each
+step (``AveragedModel`` alone would copy W at the first update instead). Buffers are averaged too.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class EMASet(nn.Module):
         self.decays = {ema_name(d): d for d in decays}
         for m in self.models.values():
             m.requires_grad_(False)
+            m.n_averaged.fill_(1)          # the copy made above is the first average: the initial weights
 
     def names(self) -> list[str]:
         return list(self.decays)
