@@ -116,7 +116,8 @@ def execute(spec: RunSpec) -> Path:
                                 spec.eval.metric_options(env.device))
         gen = generate(spec.method, net_w, spec.eval.num_samples, spec.eval.seed, nfe, guidance,
                        spec.eval.batch_size, labels=eval_labels(spec), latency_repeats=spec.eval.latency_repeats,
-                       on_batch=evaluation.add, keep=spec.eval.save_samples)
+                       on_batch=evaluation.add, keep=spec.eval.save_samples,
+                       decode=getattr(spec.data, "decode", None))
         result = evaluation.finish()
         rec.upsert_eval(record, {
             "weights": weights, "nfe": nfe, "nfe_measured": gen.nfe_measured, "guidance": guidance,
