@@ -99,6 +99,9 @@ def build_imagenet_pixel(cfg: ImageNetPixelConfig) -> LoaderSource:
     spec = DataSpec(name=cfg.name, shape=(3, cfg.resolution, cfg.resolution), num_classes=cfg.num_classes,
                     kind="images", value_range=(-1.0, 1.0))
     ref = (root, cfg.reference_split, cfg.resolution, cfg.num_classes)
-    return LoaderSource(spec, len(folder.files), lambda seed: CropDataset(folder, cfg.resolution, seed, cfg.augment),
-                        cfg.num_workers, cfg.prefetch, reference_fn=lambda n: split_reference(*ref, n, 0, cfg.num_workers),
-                        floor_fn=lambda n: split_reference(*ref, n, n, cfg.num_workers))
+    source = LoaderSource(spec, len(folder.files), lambda seed: CropDataset(folder, cfg.resolution, seed, cfg.augment),
+                          cfg.num_workers, cfg.prefetch, reference_fn=lambda n: split_reference(*ref, n, 0, cfg.num_workers),
+                          floor_fn=lambda n: split_reference(*ref, n, n, cfg.num_workers))
+    source.identity = {"files_sha256": folder.digest(), "count": len(folder.files), "split": cfg.split,
+                       "resolution": cfg.resolution, "augment": cfg.augment}     # named in run records
+    return source

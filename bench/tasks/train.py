@@ -17,6 +17,7 @@ from bench import record as rec
 from bench.artifacts import samples_name, save_reference
 from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the task's prepare)
 from bench.errors import RunError
+from bench.geometry import batch_geometry
 from bench.metrics import Evaluation
 from bench.sampling import generate
 from methods.backbones import build_backbone
@@ -108,6 +109,7 @@ def execute(spec: RunSpec) -> Path:
     if not env.is_main:
         return rec_path
     record["train"] = vars(summary)
+    record["geometry"] = batch_geometry(spec.config, spec.data, env.world, summary.steps)
     rec.write_atomic(rec_path, record)
     for weights, nfe, guidance in todo:
         net_w = trainer.net if weights == "raw" else trainer.ema.model(weights)

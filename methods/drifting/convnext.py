@@ -49,7 +49,8 @@ class ConvNeXtFeatures(nn.Module):
 
     def __init__(self, model: nn.Module, source: str = ""):
         super().__init__()
-        self.model, self.source = model, source
+        from methods.harness.checkpoint import weights_sha256
+        self.model, self.source, self.sha256 = model, source, weights_sha256(model)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False).eval()
