@@ -119,3 +119,13 @@ def test_reference_and_floor_are_disjoint_centre_crops_of_val(root):
     assert torch.equal(data.reference(5)[0], x)
     with pytest.raises(ValueError, match="too few for a second, disjoint sample"):
         data.floor(12)
+
+
+def test_loader_speed_settings_are_not_part_of_a_runs_identity():
+    from bench.record import config_diff, training_identity
+
+    run = {"data": {"name": "imagenet_pixel", "resolution": 256, "num_workers": 8, "prefetch": 4}, "seed": 0}
+    moved = {"data": {"name": "imagenet_pixel", "resolution": 256, "num_workers": 32, "prefetch": 2}, "seed": 0}
+    assert config_diff(training_identity(run), training_identity(moved)) == []
+    other = {"data": {**run["data"], "resolution": 128}, "seed": 0}
+    assert config_diff(training_identity(run), training_identity(other)) == ["data.resolution: 256 -> 128"]

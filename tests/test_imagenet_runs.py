@@ -16,7 +16,7 @@ from methods.backbones import build_backbone
 from methods.harness.dist import DistEnv
 from methods.harness.trainer import TrainConfig, Trainer
 from methods.registry import method_class
-from tests.conftest import ROOT
+from tests.conftest import ROOT, assert_stopped_run_resumes_exactly
 from tests.imagenet_fixtures import write_imagefolder
 
 PIXEL = ["data=imagenet_pixel", "data.num_classes=3", "data.resolution=16", "data.any_resolution=true",
@@ -56,18 +56,7 @@ def test_a_stopped_pixel_run_resumes_through_the_loader_exactly(root, tmp_path):
                           run_dir, 0, DistEnv(), log=lambda s: None, hooks=hooks)
         return trainer, trainer.fit()
 
-    def stop_at_3(t):
-        if t.step == 3:
-            t.stop_reason = "asked by a hook"
-
-    _, first = fit(tmp_path / "a", (stop_at_3,))
-    assert (first.status, first.steps) == ("partial", 3)
-    resumed, second = fit(tmp_path / "a")
-    straight, _ = fit(tmp_path / "b")
-    assert second.status == "finished" and second.resumes == 1
-    for name, p in straight.net.state_dict().items():
-        assert torch.equal(p, resumed.net.state_dict()[name]), name
-
+    assert_stopped_run_resumes_exactly(fit, tmp_path, stop_at=3)
 
 @pytest.mark.slow
 def test_latent_path_caches_trains_decodes_and_scores_against_an_adm_batch(root, tmp_path, results):

@@ -59,18 +59,21 @@ class Folder:
 
     root: Path
     split: str
-    files: tuple[str, ...]
-    labels: np.ndarray                 # int64 [N]
+    files: np.ndarray                  # bytes [N]: one array, not 1.28M Python strings that every
+    labels: np.ndarray                 # int64 [N]   DataLoader worker would copy by touching refcounts
     classes: tuple[str, ...]
 
+    def __len__(self) -> int:
+        return len(self.files)
+
     def path(self, i: int) -> Path:
-        return self.root / self.split / self.files[i]
+        return self.root / self.split / self.files[i].decode()
 
     def digest(self) -> str:
         """SHA-256 of the file list and labels: names which images a cache or reference was made of."""
         h = hashlib.sha256()
-        for f, y in zip(self.files, self.labels.tolist()):
-            h.update(f"{f}\t{y}\n".encode())
+        for f, y in zip(self.files.tolist(), self.labels.tolist()):
+            h.update(f + f"\t{y}\n".encode())
         return h.hexdigest()
 
 
@@ -89,13 +92,13 @@ def scan(root: str, split: str, num_classes: int | None) -> Folder:
         raise ValueError(f"{where}: {split}/ holds {len(classes)} class folders but data.num_classes={num_classes}; "
                          f"point data.root at the full split or set data.num_classes={len(classes)}")
     items = make_dataset(str(folder), index, extensions=IMG_EXTENSIONS, allow_empty=True)
-    files = tuple(os.path.relpath(p, folder) for p, _ in items)
+    files = [os.path.relpath(p, folder) for p, _ in items]
     empty = sorted(set(classes) - {Path(f).parts[0] for f in files})
     if empty:
         raise FileNotFoundError(f"{where}: no images in {len(empty)} class folder(s) of {split}/ "
                                 f"({', '.join(empty[:3])}{', ...' if len(empty) > 3 else ''}); {layout_hint(split)}")
     labels = np.fromiter((y for _, y in items), dtype=np.int64, count=len(items))
-    return Folder(Path(root), split, files, labels, tuple(classes))
+    return Folder(Path(root), split, np.array([f.encode() for f in files], dtype=np.bytes_), labels, tuple(classes))
 
 
 def center_crop_arr(image: Image.Image, size: int) -> np.ndarray:

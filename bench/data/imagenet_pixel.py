@@ -53,7 +53,7 @@ class CropDataset(Dataset):
         self.keyed = KeyedAugment(resolution, crop=augment, flip=0.5 if flip else 0.0)
 
     def __len__(self) -> int:
-        return len(self.folder.files)
+        return len(self.folder)
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, int]:
         i, k = item
@@ -84,7 +84,7 @@ def split_reference(root: str, split: str, resolution: int, num_classes: int, n:
     except (FileNotFoundError, ValueError) as e:
         raise FileNotFoundError(f"{e.args[0]} (the reference images; or set eval.reference=PATH.npz, an ADM "
                                 f"reference batch)") from None
-    total = len(folder.files)
+    total = len(folder)
     if offset >= total:
         raise ValueError(f"data.root={root}: {split}/ holds {total} images, too few for a second, disjoint "
                          f"sample of {n} (the floor)")
@@ -99,9 +99,9 @@ def build_imagenet_pixel(cfg: ImageNetPixelConfig) -> LoaderSource:
     spec = DataSpec(name=cfg.name, shape=(3, cfg.resolution, cfg.resolution), num_classes=cfg.num_classes,
                     kind="images", value_range=(-1.0, 1.0))
     ref = (root, cfg.reference_split, cfg.resolution, cfg.num_classes)
-    source = LoaderSource(spec, len(folder.files), lambda seed: CropDataset(folder, cfg.resolution, seed, cfg.augment),
+    source = LoaderSource(spec, len(folder), lambda seed: CropDataset(folder, cfg.resolution, seed, cfg.augment),
                           cfg.num_workers, cfg.prefetch, reference_fn=lambda n: split_reference(*ref, n, 0, cfg.num_workers),
                           floor_fn=lambda n: split_reference(*ref, n, n, cfg.num_workers))
-    source.identity = {"files_sha256": folder.digest(), "count": len(folder.files), "split": cfg.split,
+    source.identity = {"files_sha256": folder.digest(), "count": len(folder), "split": cfg.split,
                        "resolution": cfg.resolution, "augment": cfg.augment}     # named in run records
     return source

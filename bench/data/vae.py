@@ -10,6 +10,7 @@ built with other weights is never mixed in.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -71,7 +72,9 @@ def load_vae(ref: str) -> VAE:
             if not local_only and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
                 break
             try:
-                model = AutoencoderKL.from_pretrained(ref, local_files_only=local_only, low_cpu_mem_usage=False)
+                with warnings.catch_warnings():     # diffusers 0.42 passes huggingface_hub a retired argument
+                    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+                    model = AutoencoderKL.from_pretrained(ref, local_files_only=local_only, low_cpu_mem_usage=False)
                 break
             except (OSError, ValueError):
                 continue

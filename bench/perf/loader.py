@@ -118,7 +118,7 @@ def main() -> None:
     spec = prepare(compose_config(["task=cache_latents", "data=imagenet_latent", f"device={args.device}",
                                    "cache.batch_size=16", *(f"data.{k}={v}" for k, v in data.items())]))
     print(f"cache builder: {spec.vae.source}, {sum(p.numel() for p in spec.vae.model.parameters()) / 1e6:.1f}M "
-          f"parameters, {len(spec.images.files)} images, batch 16")
+          f"parameters, {len(spec.images)} images, batch 16")
     execute(spec)
     for w in args.workers:
         rate = loader_rate(build_data({"name": "imagenet_latent", **data, "num_workers": w}), args.batch * 8, args.steps)

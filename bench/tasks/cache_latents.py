@@ -76,8 +76,8 @@ def prepare(plain: dict, top: TopConfig) -> CacheSpec:
         "format": lc.FORMAT, "vae": cfg.vae, "vae_source": vae.source, "vae_sha256": vae.sha256,
         "resolution": cfg.resolution, "crop": "adm_center_crop_arr", "posterior": cfg.posterior, "scale": SCALE,
         "noise_seed": cache.noise_seed if cfg.posterior == "sample" else None, "source_root": str(root.resolve()),
-        "split": cfg.split, "num_classes": cfg.num_classes, "count": len(images.files),
-        "files_sha256": images.digest(), "chunk": cache.chunk, "shape": [len(images.files), 2, 4, r, r],
+        "split": cfg.split, "num_classes": cfg.num_classes, "count": len(images),
+        "files_sha256": images.digest(), "chunk": cache.chunk, "shape": [len(images), 2, 4, r, r],
         "layout": "[image, (centre crop, mirror), channel, row, column], fp16",
     }
     stored = _build("data", lc.read_manifest, Path(cfg.cache))
