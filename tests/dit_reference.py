@@ -108,10 +108,15 @@ def reference(path: str, checkout: str) -> None:
                                 "output_bchw": out.transpose(0, 3, 1, 2).astype(float).round(7).tolist()}) + "\n")
 
 
-if __name__ == "__main__":
+def command_line(export, reference, doc: str) -> None:
+    """``export PATH`` (this project's venv) or ``reference PATH CHECKOUT`` (the JAX environment)."""
     if sys.argv[1:2] == ["export"]:
         export(sys.argv[2])
     elif sys.argv[1:2] == ["reference"]:
         reference(sys.argv[2], sys.argv[3])
     else:
-        sys.exit(__doc__)
+        sys.exit(doc)
+
+
+if __name__ == "__main__":
+    command_line(export, reference, __doc__)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dit_reference import hashed  # noqa: E402
+from dit_reference import command_line, hashed  # noqa: E402
 
 JSON = Path(__file__).with_suffix(".json")
 MAE = dict(width=32, layers=[1, 2, 1, 2], input_patch=2, every_k_block=2)   # the release: 32 groups in the decoder
@@ -194,9 +194,4 @@ def reference(path: str, checkout: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["export"]:
-        export(sys.argv[2])
-    elif sys.argv[1:2] == ["reference"]:
-        reference(sys.argv[2], sys.argv[3])
-    else:
-        sys.exit(__doc__)
+    command_line(export, reference, __doc__)

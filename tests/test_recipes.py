@@ -15,6 +15,11 @@ COMMON = {"method.loss": "production", "method.conditional": True, "method.cfg":
           "method.alpha_min": 1.0, "method.alpha_max": 4.0, "method.patch_sizes": [2, 4], "method.noise_dim": None,
           "train.beta1": 0.9, "train.beta2": 0.95, "train.schedule": "constant", "train.grad_clip": 2.0,
           "train.ema": [0.999]}
+PIXEL_B16 = {"model": "drift_b16", "data": "imagenet_pixel", "encoder": "pixel_640", "method.classes_per_step": 128,
+             "method.pos_per_class": 128, "method.unc_per_class": 32, "method.alpha_exponent": 5.0,
+             "method.no_cfg_frac": 0.0, "method.convnext": "facebook/convnextv2-base-22k-224", "data.augment": True,
+             "train.lr": 2e-4, "train.weight_decay": 0.01, "train.warmup_steps": 10000, "train.steps": 100000,
+             "train.batch_size": 4096, "model.attn_fp32": True, "model.remat": True}
 TABLE8 = {
     "drifting_ablation": {"model": "drift_b2", "data": "imagenet_latent", "encoder": "latent_256",
                           "method.classes_per_step": 64, "method.pos_per_class": 64, "method.unc_per_class": 16,
@@ -31,20 +36,8 @@ TABLE8 = {
                            "method.alpha_exponent": 3.0, "method.no_cfg_frac": 0.5, "method.convnext": None,
                            "train.lr": 4e-4, "train.weight_decay": 0.01, "train.warmup_steps": 10000,
                            "train.steps": 200000, "train.batch_size": 2048, "model.attn_fp32": False},
-    "drifting_pixel_b16": {"model": "drift_b16", "data": "imagenet_pixel", "encoder": "pixel_640",
-                           "method.classes_per_step": 128, "method.pos_per_class": 128, "method.unc_per_class": 32,
-                           "method.alpha_exponent": 5.0, "method.no_cfg_frac": 0.0,
-                           "method.convnext": "facebook/convnextv2-base-22k-224", "data.augment": True,
-                           "train.lr": 2e-4, "train.weight_decay": 0.01, "train.warmup_steps": 10000,
-                           "train.steps": 100000, "train.batch_size": 4096, "model.attn_fp32": True,
-                           "model.remat": True},
-    "drifting_pixel_l16": {"model": "drift_l16", "data": "imagenet_pixel", "encoder": "pixel_640",
-                           "method.classes_per_step": 128, "method.pos_per_class": 128, "method.unc_per_class": 32,
-                           "method.alpha_exponent": 5.0, "method.no_cfg_frac": 0.0,
-                           "method.convnext": "facebook/convnextv2-base-22k-224", "data.augment": True,
-                           "train.lr": 4e-4, "train.weight_decay": 0.01, "train.warmup_steps": 10000,
-                           "train.steps": 100000, "train.batch_size": 4096, "model.attn_fp32": True,
-                           "model.remat": True},
+    "drifting_pixel_b16": PIXEL_B16,
+    "drifting_pixel_l16": {**PIXEL_B16, "model": "drift_l16", "train.lr": 4e-4},
 }
 # The generators' sizes: PAPER.md Table 8 (drifting), the baselines' papers (DiT-B/2 and SiT-B/2 130M,
 # MeanFlow-B/2 131M); the baselines use the drifting trunk with a time embedding.
