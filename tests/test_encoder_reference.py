@@ -46,3 +46,14 @@ def test_convnext_features_match_the_release():
     model, x = convnext_model()
     with torch.no_grad():
         close(ConvNeXtFeatures(model)(x), REF["convnext_features"])
+
+
+def test_a_checkpoint_of_the_old_groupnorm_format_is_refused_with_the_command(tmp_path):
+    """Format 1 encoders used another GroupNorm grouping at small widths: loading one would silently change
+    its function, so it is refused in one line that says how to make it again."""
+    from methods.drifting.mae import load_encoder
+    old = tmp_path / "digits_tiny-digits-s0.pt"
+    torch.save({"format": "driftbench-encoder/1", "state_dict": {}}, old)
+    with pytest.raises(ValueError, match=r"format driftbench-encoder/2 \(found driftbench-encoder/1\); make it "
+                                         r"again: python -m bench.run task=pretrain_encoder data=digits$"):
+        load_encoder(old, how_to_make="python -m bench.run task=pretrain_encoder data=digits")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from bench.config import compose_config
+from bench.errors import ConfigError
 from bench.tasks import execute, prepare
 from tests.imagenet_fixtures import tiny_vae, write_imagefolder
 
@@ -96,3 +97,14 @@ def test_pixel_recipe_trains_with_convnext_features(world):
     log = [json.loads(r) for r in (world["results"] / "runs" / "drifting_pixel_b16-s0" / "train_log.jsonl")
            .read_text().splitlines()]
     assert np.isfinite(log[-1]["loss"]) and record["geometry"]["provenance"]["convnext"] == str(folder)
+
+
+def test_a_missing_encoder_names_the_command_that_makes_it(world, tmp_path):
+    cache = world["results"] / "latents" / "train-32-sample"
+    overrides = [o for o in world["latent"] if not o.startswith("results_dir=")]
+    with pytest.raises(ConfigError) as e:
+        prepare(compose_config(["recipe=drifting_ablation", *overrides, f"data.cache={cache}", f"results_dir={tmp_path}"]))
+    msg = str(e.value)
+    assert "\n" not in msg and "latent_256-imagenet_pixel-s0.pt not found; make it with: python -m bench.run " \
+        f"task=pretrain_encoder data=imagenet_pixel data.root={world['root']}" in msg
+    assert msg.endswith(f"encoder=latent_256 results_dir={tmp_path}") and "data.cache" not in msg

@@ -108,3 +108,21 @@ def test_command_line_overrides_win_and_the_run_id_names_the_recipe():
     assert run_id_of(choices, TopConfig(seed=2)) == "drifting_ablation-s2"
     assert run_id_of(choices, TopConfig(seed=0, tag="t1")) == "drifting_ablation-s0-t1"
     assert run_id_of(group_choices(compose_config(["method=flow"])), TopConfig()) == "flow-ring8-mlp-s0"
+
+
+def test_record_geometry_splits_global_counts_over_ranks_and_counts_epochs_as_the_paper():
+    from bench.geometry import batch_geometry
+
+    class Cache:                                            # a latent cache source: its manifest names it
+        n, manifest = 1_281_167, {"files_sha256": "f" * 64, "vae_sha256": "v" * 64, "count": 1_281_167}
+    method = {"name": "drifting", "conditional": True, "cfg": True, "classes_per_step": 64, "gen_per_class": 64,
+              "pos_per_class": 64, "unc_per_class": 16, "class_queue": 128, "global_queue": 1000,
+              "encoder_sha256": "e" * 64}
+    g = batch_geometry({"train": {"batch_size": 1024}, "method": method}, Cache(), world=16, steps=30000)
+    assert (g["shape"], g["N_c_per_rank"], g["batch_per_rank"], g["generated_per_step"]) == ("64 x 64 x 64 x 16", 4,
+                                                                                             64, 4096)
+    assert g["seen"] == {"real": 30000 * 1024, "generated": 30000 * 4096}
+    assert 95.9 < g["epochs"]["generated"] < 96.0                        # PAPER.md 1.5: 30k x 4096 / 1.28M ~ 96
+    assert g["provenance"]["vae_sha256"] == "v" * 64 and g["provenance"]["encoder_sha256"] == "e" * 64
+    flow = batch_geometry({"train": {"batch_size": 256}, "method": {"name": "flow"}}, Cache(), world=8, steps=10)
+    assert flow["batch_per_rank"] == 32 and flow["seen"] == {"real": 2560} and "N_c" not in flow

@@ -43,6 +43,7 @@ class EncoderConfig:
     layers: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
     input_patch: int = 1
     every_k_block: int = 2
+    gn_min_channels: int = 1           # 1: the release's GroupNorm rule (see methods/drifting/encoder.py)
     mask_ratio: float = 0.5
     mask_patch: int = 2
     cls_ft_steps: int = 0
@@ -56,6 +57,7 @@ class EncoderConfig:
 
     def arch(self) -> ResNetConfig:
         return ResNetConfig(width=self.width, layers=list(self.layers), input_patch=self.input_patch,
+                            gn_min_channels=self.gn_min_channels,
                             every_k_block=self.every_k_block)
 
 

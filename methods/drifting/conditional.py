@@ -11,7 +11,8 @@ Per step (the release's ``train_gen`` / ``train_step``):
 5. Draw ``pos_per_class`` positives from the label's queue and ``unc_per_class`` unconditional samples from
    the global queue (without replacement where possible).
 6. Feature vectors of generated samples (with gradients) and of the real samples (without), one drifting
-   loss per feature key over all (class, location) groups, keys summed (``features.py``).
+   loss per feature key over all (class, location) groups, keys summed (``features.py``); with
+   ``method.convnext`` the ConvNeXt-V2 vectors too (``convnext.py``, the pixel recipes).
 
 Randomness: labels, alpha, noise, style indices and queue draws come from the torch RNG that the trainer
 reseeds from (seed, rank, step) at every step, and the queues are in the method's state, so a resumed run
