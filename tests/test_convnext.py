@@ -32,6 +32,7 @@ def test_local_folder_loads_and_gradients_reach_the_images(tmp_path):
         feats(torch.zeros(1, 4, 32, 32))
 
 
+@pytest.mark.slow
 def test_hub_id_offline_fails_in_one_line_that_says_how_to_supply_it():
     code = ("from methods.drifting.convnext import load_convnext\n"
             "try:\n load_convnext('facebook/convnextv2-base-22k-224')\n"
