@@ -158,8 +158,11 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
 
 
 def run_id_of(choices: dict[str, str], top: TopConfig) -> str:
-    """``method-data-model-s<seed>[-tag]`` from the chosen config files, so presets never collide."""
+    """``method-data-model-s<seed>[-tag]`` from the chosen config files, so presets never collide; a
+    recipe names the run: ``<recipe>-s<seed>[-tag]``."""
     rid = f"{choices['method']}-{choices['data']}-{choices['model']}-s{top.seed}"
+    if choices.get("recipe"):
+        rid = f"{choices['recipe']}-s{top.seed}"
     if top.tag:
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", top.tag):
             raise ConfigError(f"tag='{top.tag}' may only hold letters, digits and _ . + -")

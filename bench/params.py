@@ -1,4 +1,5 @@
-"""``python -m bench.params model=NAME [data=NAME] [method=NAME] [key=value ...]``: count a backbone's parameters.
+"""``python -m bench.params model=NAME [data=NAME] [method=NAME] [key=value ...]`` or ``recipe=NAME``: count a
+backbone's parameters.
 
 Composes the run configuration exactly as ``bench.run`` does (so every override and every error
 message are the same), builds the backbone on PyTorch's ``meta`` device (no memory, no data needed,
@@ -9,8 +10,9 @@ Which input the backbone is built for:
 - shape and classes: the data named by ``data=...`` if given; otherwise the model config's
   ``nominal_shape`` / ``nominal_classes`` (the paper configs know 4x32x32 latents or 3x256x256
   pixels with 1000 ImageNet classes); otherwise the default data of ``bench/conf/config.yaml``.
-- interface: with ``method=...``, exactly the ``BackboneIO`` that method asks for (what a run
-  builds); otherwise the paper's drifting generator (PAPER.md section 4): noise of the output's shape
+- interface: with ``method=...`` or a ``recipe=...``, exactly the ``BackboneIO`` that the composed method
+  asks for (what a run builds; a recipe's data need not be on this machine: its model's nominal input
+  stands in); otherwise the paper's drifting generator (PAPER.md section 4): noise of the output's shape
   in, conditioned on class ``y`` (when the data has classes), CFG scale ``alpha`` and style tokens.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 from bench.config import ConfigError, _build, compose_config, plain_config, typed
 from bench.data import dataset_entry
 from methods.backbones import build_backbone
-from methods.base import BackboneIO, count_parameters
+from methods.base import BackboneIO, DataSpec, count_parameters
 from methods.registry import backbone_class, method_class
 
 
@@ -41,21 +43,27 @@ def backbone_io(plain: dict[str, Any], overrides: list[str]) -> tuple[BackboneIO
     """The interface to build for, and a one-line description of where its shape came from."""
     model = plain["model"]
     nominal = model.get("nominal_shape")
+    recipe = plain["choices"].get("recipe")
+    name = _named(overrides, "model") or plain["choices"].get("model") or model["name"]
     if _named(overrides, "data") is None and nominal:
         shape, classes = tuple(int(s) for s in nominal), int(model.get("nominal_classes", 0))
-        source = f"nominal input of model '{_named(overrides, 'model') or model['name']}'"
-        spec = None
+        source = f"nominal input of model '{name}'"
+        spec = DataSpec(name=plain["data"]["name"], shape=shape, num_classes=classes, kind="images") if recipe else None
     else:
         entry = _build("data", dataset_entry, plain["data"]["name"])
         spec = _build("data", entry.build, typed("data", entry.config, plain["data"])).spec
         shape, classes = tuple(spec.shape), spec.num_classes
         source = f"data '{plain['data']['name']}'"
-    if _named(overrides, "method") is not None:
+    if _named(overrides, "method") is not None or recipe:
         if spec is None:
             raise ConfigError("method=... needs data=... too (a method's interface depends on the data)")
         m_cls = _build("method", method_class, plain["method"]["name"])
         method = _build("method", m_cls, typed("method", m_cls.Config, plain["method"]))
-        return method.backbone_io(spec), f"{source}, interface of method '{plain['method']['name']}'"
+        if hasattr(method, "configure_backbone"):       # as bench.config.prepare_train does
+            method.configure_backbone(model)
+        io = _build("method", method.backbone_io, spec)
+        where = f"recipe '{recipe}'" if recipe else f"method '{plain['method']['name']}'"
+        return io, f"{source}, interface of {where}"
     cond = (("y",) if classes else ()) + ("alpha", "style")
     io = BackboneIO(in_shape=shape, out_shape=shape, cond=cond, num_classes=classes)
     return io, f"{source}, drifting generator interface"
@@ -94,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     total = count_parameters(net)
     shape = "x".join(str(s) for s in io.out_shape)
-    print(f"{_named(args, 'model') or 'model'}: {type(net).__name__} for {shape}, "
+    print(f"{_named(args, 'recipe') or _named(args, 'model') or 'model'}: {type(net).__name__} for {shape}, "
           f"{io.num_classes} classes, conditioning {', '.join(io.cond) or 'none'} ({source})")
     rows = component_rows(net)
     width = max([len(n) for n, _ in rows] + [9])

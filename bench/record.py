@@ -11,6 +11,7 @@ Schema 1::
     train     status, steps, images_seen, wall_seconds, gpu_hours, resumes, images_per_second, final_loss,
               lost_wall_seconds (training time redone after kills)
     params    parameter counts: network, trainable
+    geometry  batch geometry, images and epochs seen, data/VAE/encoder hashes (bench/geometry.py; optional)
     evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing}]
 """
 from __future__ import annotations

@@ -38,7 +38,8 @@ class BackboneIO:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     cond: tuple[str, ...] = ()        # subset of ("t", "r", "y", "alpha", "style")
-    num_classes: int = 0              # class embedding size (a null class is added when "y" is used)
+    num_classes: int = 0              # classes of the "y" embedding
+    null_class: bool = False          # one more row, the null label ``num_classes`` (CFG label dropout)
 
 
 class StepRandom:

@@ -25,7 +25,7 @@ class TimeConditioned:
         self.shape, self.null_label = spec.shape, spec.num_classes
         return BackboneIO(in_shape=spec.shape, out_shape=spec.shape,
                           cond=self.SCALARS + (("y",) if self.conditional else ()),
-                          num_classes=spec.num_classes if self.conditional else 0)
+                          num_classes=spec.num_classes if self.conditional else 0, null_class=self.conditional)
 
     def start_sampling(self, net: nn.Module, noise_seeds: Tensor, y: Tensor | None, nfe: int,
                        guidance: float) -> tuple[torch.device, Tensor | None]:

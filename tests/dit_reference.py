@@ -37,7 +37,8 @@ def reference_model():
 
     from methods.backbones.dit import DiT
     from methods.base import BackboneIO
-    net = DiT(BackboneIO(SHAPE, SHAPE, ("y", "alpha", "style"), CLASSES), DiT.Config(**CONFIG)).double()
+    net = DiT(BackboneIO(SHAPE, SHAPE, ("y", "alpha", "style"), CLASSES, null_class=True),
+              DiT.Config(**CONFIG)).double()
     with torch.no_grad():
         for i, (name, p) in enumerate(sorted(net.named_parameters())):
             p.copy_(hashed(p.numel(), i).view_as(p) + (1.0 if name.endswith("norm.weight") or ".norm" in name else 0))
@@ -107,10 +108,15 @@ def reference(path: str, checkout: str) -> None:
                                 "output_bchw": out.transpose(0, 3, 1, 2).astype(float).round(7).tolist()}) + "\n")
 
 
-if __name__ == "__main__":
+def command_line(export, reference, doc: str) -> None:
+    """``export PATH`` (this project's venv) or ``reference PATH CHECKOUT`` (the JAX environment)."""
     if sys.argv[1:2] == ["export"]:
         export(sys.argv[2])
     elif sys.argv[1:2] == ["reference"]:
         reference(sys.argv[2], sys.argv[3])
     else:
-        sys.exit(__doc__)
+        sys.exit(doc)
+
+
+if __name__ == "__main__":
+    command_line(export, reference, __doc__)

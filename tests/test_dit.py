@@ -124,8 +124,8 @@ def test_bad_inputs_are_one_line_errors():
         net(x, {"y": torch.zeros(2, dtype=torch.long), "alpha": torch.ones(2)})
     with pytest.raises(ValueError, match="outside \\[0, 8\\)"):
         net(x, conditions(net, 2, style=torch.full((2, 4), 8)))
-    with pytest.raises(ValueError, match="outside \\[0, 11\\)"):
-        net(x, conditions(net, 2, y=torch.full((2,), 11)))
+    with pytest.raises(ValueError, match="outside \\[0, 10\\)"):
+        net(x, conditions(net, 2, y=torch.full((2,), 10)))
     with pytest.raises(ValueError, match="built for \\(1, 8, 8\\)"):
         net(torch.randn(2, 1, 4, 4), conditions(net, 2))
 
@@ -165,7 +165,17 @@ def test_style_tokens_change_output_and_use_own_tables():
     assert make(replace(TINY, n_style_tokens=0)).style_shape is None           # model config disables
 
 
-@pytest.mark.parametrize("key,value", [("y", torch.tensor([3, 10])), ("alpha", torch.tensor([2.5, 1.0])),
+def test_class_table_has_a_null_row_only_for_label_dropout():
+    """The release's table has one row per class (drifting drops no labels); the baselines add the null class."""
+    assert make().cond.classes.num_embeddings == 10
+    net = DiT(BackboneIO((1, 8, 8), (1, 8, 8), ("t", "y"), 10, null_class=True), TINY)
+    assert net.cond.classes.num_embeddings == 11
+    perturb_zero_init(net)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 0.3])
+    assert not torch.allclose(net(x, {"t": t, "y": torch.tensor([10, 10])}), net(x, {"t": t, "y": torch.tensor([9, 9])}))
+
+
+@pytest.mark.parametrize("key,value", [("y", torch.tensor([3, 9])), ("alpha", torch.tensor([2.5, 1.0])),
                                        ("t", torch.tensor([0.9, 0.1])), ("r", torch.tensor([0.0, 0.5]))])
 def test_each_condition_changes_output(key, value):
     net = make(cond=("y", "alpha", "t", "r", "style"))

@@ -14,8 +14,8 @@ from tests.conftest import assert_stopped_run_resumes_exactly
 
 
 def test_warmup_then_constant_or_cosine():
-    assert lr_at(0, 1.0, 100, warmup_steps=10) == pytest.approx(1e-3)
-    assert lr_at(5, 1.0, 100, warmup_steps=10) == pytest.approx(1e-3 + (1 - 1e-3) * 0.5)
+    assert lr_at(0, 1.0, 100, warmup_steps=10) == 1e-6 == lr_at(0, 4e-3, 100, warmup_steps=10)   # the release's start
+    assert lr_at(5, 1.0, 100, warmup_steps=10) == pytest.approx(1e-6 + (1 - 1e-6) * 0.5)
     assert lr_at(10, 1.0, 100, warmup_steps=10) == 1.0 == lr_at(99, 1.0, 100, warmup_steps=10)
     assert lr_at(10, 1.0, 110, 10, "cosine", 0.1) == pytest.approx(1.0)
     assert lr_at(60, 1.0, 110, 10, "cosine", 0.1) == pytest.approx(0.55)
@@ -26,14 +26,15 @@ def test_warmup_then_constant_or_cosine():
 
 def test_ema_matches_its_closed_form_for_each_decay():
     net = nn.Linear(1, 1, bias=False)
+    net.weight.data.fill_(5.0)
     ema = EMASet(net, [0.5, 0.9])
     values = [1.0, 3.0, -2.0]
     for v in values:
         net.weight.data.fill_(v)
         ema.update(net)
     for d in (0.5, 0.9):
-        expected = values[0]                   # the first update copies the weights
-        for v in values[1:]:
+        expected = 5.0                         # the release: the average starts at the initial weights
+        for v in values:
             expected = d * expected + (1 - d) * v
         assert ema.model(f"ema_{d:g}").weight.item() == pytest.approx(expected)
     with pytest.raises(KeyError, match="this run keeps: raw, ema_0.5, ema_0.9"):
@@ -94,6 +95,7 @@ def test_ema_update_equals_the_library_update_without_reading_the_device():
     ours = EMASet(net, [0.9])
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     ref = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    ref.n_averaged.fill_(1)                           # both start from the initial weights (the release)
     for i in range(4):
         with torch.no_grad():
             for p in net.parameters():

@@ -5,7 +5,7 @@ import pytest
 from bench.report import published as pub
 
 ROWS = {"Table 1": 6, "Table 2": 8, "Table 3": 8, "Table 4": 4, "Table 5": 12, "Table 6": 13, "Table 9": 3,
-        "Table 10": 4, "Table 11": 3}
+        "Table 10": 4, "Table 11": 3, "Public reproductions": 5, "Public throughput": 6}
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +65,20 @@ def test_a_broken_published_file_is_reported_not_fatal(tmp_path):
     found, problems = pub.load_published(tmp_path)
     assert [t.table for t in found] == ["T1"] and len(problems) == 1 and "bad.csv" in problems[0]
     assert "missing" in pub.load_published(tmp_path / "nowhere")[1][0]
+
+
+def test_public_reproductions_single_gpu_fork_and_its_match(tables):
+    """The fork's headline (PUBLIC_NUMBERS.md: 49.57 +- 1.19 over 3 seeds) is the mean of its per-seed rows
+    (their sample std is 1.185, which the source states as 1.19), and a run of the single-GPU recipe in
+    that setting is matched to it."""
+    import statistics
+    f = tables["Public reproductions"].frame
+    fork = f[f["source"].str.startswith("Nopon-Knowledge/drifting-jax-DCKD")]
+    seeds = pd.to_numeric(fork[fork["seeds"] == "1"]["fid"])
+    head = fork[fork["seeds"] == "3 (mean)"].iloc[0]
+    assert len(seeds) == 3 and round(statistics.fmean(seeds), 2) == float(head["fid"]) == 49.57
+    assert abs(statistics.stdev(seeds) - float(head["fid_std"])) < 0.01 and head["fid_std"] == "1.19"  # 1.185
+    run = {"choices": {"recipe": "drifting_ablation_1gpu"}, "train": {"steps": 30000}, "eval": {"num_samples": 50000}}
+    found = pub.matches_for(run, list(tables.values()))
+    assert [(m["table"], m["row"]["fid"]) for m in found] == [("Public reproductions", "49.57")]
+    assert pub.matches_for({**run, "choices": {"recipe": "drifting_ablation"}}, list(tables.values())) == []

@@ -9,7 +9,6 @@ built with other weights is never mixed in.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from methods.harness.checkpoint import weights_sha256
+
 SCALE = 0.18215
 FACTOR = 8                    # spatial downsampling of the SD-VAE: [3, R, R] -> [4, R/8, R/8]
 POSTERIORS = ("mean", "sample")
@@ -27,16 +28,6 @@ POSTERIORS = ("mean", "sample")
 def how_to_supply(ref: str) -> str:
     return (f"on a machine with network run python -c \"from diffusers import AutoencoderKL; "
             f"AutoencoderKL.from_pretrained('{ref}').save_pretrained('PATH')\", copy PATH here and set data.vae=PATH")
-
-
-def weights_sha256(model: torch.nn.Module) -> str:
-    """SHA-256 of the state dict (names, dtypes, shapes and bytes, in name order)."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 @dataclass

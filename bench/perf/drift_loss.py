@@ -78,7 +78,8 @@ def looped_feature_loss(gen, pos, unc, classes, w_unc, temperatures=(0.02, 0.05,
 
 def make_inputs(args, device):
     torch.manual_seed(0)
-    enc = ResNetEncoder(1, ResNetConfig(width=args.width, layers=args.layers)).to(device).eval().requires_grad_(False)
+    enc = ResNetEncoder(1, ResNetConfig(width=args.width, layers=args.layers, gn_min_channels=4))  # as digits_tiny
+    enc = enc.to(device).eval().requires_grad_(False)
     c, s = args.classes, args.image
     x_gen = torch.randn(c * args.gen, 1, s, s, device=device)
     with torch.no_grad():

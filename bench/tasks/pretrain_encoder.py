@@ -9,6 +9,11 @@ in the shared harness (``methods/harness/trainer.py``: exact resume, EMA, checkp
 ``<results_dir>/encoders/<encoder>-<data>-s<seed>[-<tag>].pt`` plus a ``.json`` sidecar holding the SHA-256,
 the config, the training summary and the masked-reconstruction loss on the data's reference set. Drifting
 configs point at that file (``method.encoder_path``) and record its hash.
+
+Latent MAE (``encoder.vae`` set: ``latent_256``, ``latent_640``): the data are pixel images
+(``data=imagenet_pixel``, augmented by default as the release's MAE configs) encoded by that SD-VAE on
+the training device (``bench/data/vae_encoded.py``), so the crops are augmented before encoding as in the
+release; the exported encoder takes latents ``[4, R/8, R/8]`` and records the VAE's id and hash.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import torch
 from bench.config import TopConfig, _build, typed
 from bench.errors import ConfigError
 from bench.data import dataset_entry
+from bench.data.vae_encoded import VAEEncodedSource
 from methods.base import StepRandom
 from methods.drifting.encoder import ResNetConfig
 from methods.drifting.mae import MAEPretraining, MAEResNet, mae_losses, save_encoder
@@ -37,6 +43,7 @@ class EncoderConfig:
     layers: list[int] = field(default_factory=lambda: [2, 2, 2, 2])
     input_patch: int = 1
     every_k_block: int = 2
+    gn_min_channels: int = 1           # 1: the release's GroupNorm rule (see methods/drifting/encoder.py)
     mask_ratio: float = 0.5
     mask_patch: int = 2
     cls_ft_steps: int = 0
@@ -44,10 +51,13 @@ class EncoderConfig:
     cls_lambda: float = 0.1
     export: str = "ema_0.999"
     eval_samples: int = 1024
+    vae: str | None = None             # latent MAE: the SD-VAE (hub id or folder) that encodes the pixel data
+    posterior: str = "sample"          # latent MAE: posterior sample (release) or mean
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def arch(self) -> ResNetConfig:
         return ResNetConfig(width=self.width, layers=list(self.layers), input_patch=self.input_patch,
+                            gn_min_channels=self.gn_min_channels,
                             every_k_block=self.every_k_block)
 
 
@@ -74,6 +84,14 @@ def prepare(plain: dict, top: TopConfig) -> PretrainSpec:
     data = _build("data", d_entry.build, typed("data", d_entry.config, plain["data"]))
     if data.spec.kind != "images" or len(data.spec.shape) != 3:
         raise ConfigError(f"task=pretrain_encoder needs image data; '{data.spec.name}' holds {data.spec.kind}")
+    vae = None
+    if enc.vae is not None:
+        if data.spec.decoded_shape is not None:
+            raise ConfigError(f"encoder={enc.name} encodes pixel crops itself (encoder.vae): use data=imagenet_pixel, "
+                              f"not the cached latents of '{data.spec.name}'")
+        from bench.data.vae import load_vae
+        vae = _build("encoder.vae", load_vae, enc.vae)
+        data = _build("encoder", VAEEncodedSource, data, vae, enc.posterior)
     _build("encoder", enc.arch().validate)
     _, world, local_rank = env_rank_world()
     _build("device", select_device, top.device, local_rank)
@@ -88,6 +106,8 @@ def prepare(plain: dict, top: TopConfig) -> PretrainSpec:
     if enc.cls_ft_steps and data.spec.num_classes < 2:
         raise ConfigError(f"encoder.cls_ft_steps > 0 needs labelled data; '{data.spec.name}' has no classes")
     config = {"task": top.task, "seed": top.seed, "tag": top.tag, "encoder": plain["encoder"], "data": plain["data"]}
+    if vae is not None:
+        config["vae"] = {"ref": vae.ref, "sha256": vae.sha256}
     run_id = f"pretrain-{enc.name}-{data.spec.name}-s{top.seed}{'-' + top.tag if top.tag else ''}"
     return PretrainSpec(top.task, config, run_id, top, enc, data, method,
                         encoder_file(top.results_dir, enc.name, data.spec.name, top.seed, top.tag))

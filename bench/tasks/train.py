@@ -17,6 +17,7 @@ from bench import record as rec
 from bench.artifacts import samples_name, save_reference
 from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the task's prepare)
 from bench.errors import RunError
+from bench.geometry import batch_geometry
 from bench.jobs import submitted
 from bench.preemption import Preemption
 from bench.metrics import Evaluation
@@ -121,6 +122,7 @@ def execute(spec: RunSpec) -> Path:
     if not env.is_main:
         return rec_path
     record["train"] = vars(summary)
+    record["geometry"] = batch_geometry(spec.config, spec.data, env.world, summary.steps)
     rec.write_atomic(rec_path, record)
     for weights, nfe, guidance in todo:
         preemption.between_points()                       # a signal during evaluation: requeue before the next point

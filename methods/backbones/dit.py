@@ -20,7 +20,7 @@ the baselines). Design switches (``swiglu``, ``rmsnorm``, ``qk_norm``, ``use_rop
 DiT (Peebles & Xie 2023).
 
 Calling it from a method: ``net(x, cond)``, ``cond`` holding the keys the method put in
-``BackboneIO.cond``: ``y`` (long [B]; ``num_classes`` is the null class), ``alpha``, ``t``, ``r``
+``BackboneIO.cond``: ``y`` (long [B]; ``num_classes`` is the null class when ``io.null_class``), ``alpha``, ``t``, ``r``
 (float [B] or scalars), and ``style`` (long [B, n], uniform in [0, k), where
 ``(n, k) = getattr(backbone, "style_shape", None)``; None when the method did not ask for style or
 the model config sets ``n_style_tokens: 0``). Draw style indices like the noise: from
@@ -75,7 +75,8 @@ class DiT(nn.Module):
         self.cfg, self.in_shape, self.out_shape = cfg, tuple(io.in_shape), tuple(io.out_shape)
         self.n_ctx = cfg.n_context_tokens
 
-        self.cond = DiTConditioner(d, tuple(io.cond), io.num_classes, cfg.n_style_tokens, cfg.style_codebook)
+        self.cond = DiTConditioner(d, tuple(io.cond), io.num_classes, cfg.n_style_tokens, cfg.style_codebook,
+                                   io.null_class)
         self.patch = xavier_linear(p * p * c_in, d)
         pos = sincos_2d(d, *self.grid)[None]
         if cfg.learn_pos_embed:

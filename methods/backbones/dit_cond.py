@@ -2,8 +2,9 @@
 
 ``c`` is a sum of the embeddings of whatever the method feeds (``BackboneIO.cond``):
 
-- ``y`` (long ``[B]``): class table of ``num_classes + 1`` rows, normal(0.02) init; row
-  ``num_classes`` is the null class used for classifier-free-guidance label dropout [code].
+- ``y`` (long ``[B]``): class table of ``num_classes`` rows as the release's (1,000 for ImageNet), normal(0.02)
+  init, plus the null class ``num_classes`` only for methods that drop labels for classifier-free
+  guidance (``BackboneIO.null_class``: the baselines; drifting's CFG needs no null label).
 - ``alpha`` (float ``[B]``, drifting's training-time CFG scale, PAPER.md section 3): sinusoidal
   features (256 frequencies, on the raw alpha as the release does) -> MLP -> RMSNorm -> x 0.02,
   added to the class embedding [code ``c_cfg_noise_to_cond``].
@@ -40,15 +41,15 @@ def _normal_mlp(emb: ScalarEmbedder) -> ScalarEmbedder:
 
 class DiTConditioner(nn.Module):
     def __init__(self, hidden: int, cond: tuple[str, ...], num_classes: int, n_style_tokens: int,
-                 style_codebook: int):
+                 style_codebook: int, null_class: bool = False):
         super().__init__()
         unknown = sorted(set(cond) - set(CONDITIONS))
         if unknown:
             raise ValueError(f"dit: unknown conditioning {unknown}; valid: {', '.join(CONDITIONS)}")
-        self.cond, self.hidden, self.num_classes = tuple(cond), hidden, num_classes
+        self.cond, self.hidden, self.rows = tuple(cond), hidden, num_classes + int(null_class)
         self.classes = None
         if "y" in cond:
-            self.classes = nn.Embedding(num_classes + 1, hidden)
+            self.classes = nn.Embedding(self.rows, hidden)
             nn.init.normal_(self.classes.weight, std=0.02)
         self.alpha = self.alpha_norm = None
         if "alpha" in cond:
@@ -75,7 +76,7 @@ class DiTConditioner(nn.Module):
             raise KeyError(f"dit expects conditioning {wanted}, missing {missing}")
         c = torch.zeros(batch, self.hidden, device=device, dtype=next(self.parameters(), torch.empty(0)).dtype)
         if self.classes is not None:
-            c = c + self.classes(self._indices("y", cond["y"], (batch,), self.num_classes + 1, device))
+            c = c + self.classes(self._indices("y", cond["y"], (batch,), self.rows, device))
         if self.alpha is not None:
             a = self._scalar("alpha", cond["alpha"], batch, device)
             c = c + ALPHA_SCALE * self.alpha_norm(self.alpha(a))

@@ -12,7 +12,8 @@ number of classes, split evenly over the processes (each generates whole classes
 5. Draw ``pos_per_class`` positives from the label's queue and ``unc_per_class`` unconditional samples from
    the global queue (without replacement where possible).
 6. Feature vectors of generated samples (with gradients) and of the real samples (without), one drifting
-   loss per feature key over all (class, location) groups, keys summed (``features.py``).
+   loss per feature key over all (class, location) groups, keys summed (``features.py``); with
+   ``method.convnext`` the ConvNeXt-V2 vectors too (``convnext.py``, the pixel recipes).
 
 Randomness: every draw is keyed (``methods.noise``) by (seed, step, what, global index): the subset of
 rows by global row, alpha and the queue draws by global group, noise and style indices by global
@@ -70,6 +71,7 @@ class ConditionalStep:
             check_alpha_law(cfg.alpha_min, cfg.alpha_max, cfg.alpha_exponent, cfg.no_cfg_frac)
         self.encoder: nn.Module | None = None
         self.encoder_header: dict | None = None
+        self.convnext: nn.Module | None = None
         self.queues: SampleQueues | None = None
         self._pending_state: dict | None = None
         self.style_shape: tuple[int, int] | None = None
@@ -84,6 +86,11 @@ class ConditionalStep:
         """Fail before training: labels present, encoder checkpoint present, matching and as expected."""
         if spec.num_classes < 1:
             raise ValueError(f"method.conditional=true needs labelled data; '{spec.name}' has no classes")
+        if self.cfg.convnext is not None and self.convnext is None:
+            from methods.drifting.convnext import load_convnext
+            if tuple(spec.shape[:1]) != (3,) or spec.decoded_shape is not None:
+                raise ValueError(f"method.convnext takes RGB images; data '{spec.name}' has shape {list(spec.shape)}")
+            self.convnext = load_convnext(self.cfg.convnext)
         if self.cfg.encoder_path is None or self.encoder is not None:
             return
         enc, header = load_encoder(self.cfg.encoder_path, self.cfg.encoder_sha256, how_to_make)
@@ -93,9 +100,10 @@ class ConditionalStep:
         self.encoder, self.encoder_header = enc, header
 
     def resolved_config(self) -> dict:
-        if self.encoder_header is None:
-            return {}
-        return {"encoder_sha256": self.encoder_header["sha256"]}
+        out = {} if self.encoder_header is None else {"encoder_sha256": self.encoder_header["sha256"]}
+        if self.convnext is not None:
+            out["convnext_sha256"] = self.convnext.sha256
+        return out
 
     def bind(self, spec: DataSpec, how_to_make: str, style_shape: tuple[int, int] | None = None) -> None:
         """Attach to the data and the built backbone (``style_shape``: (tokens, codebook) of its style input)."""
@@ -171,10 +179,11 @@ class ConditionalStep:
 
         enc = self.encoder.to(dev) if self.encoder is not None else None
         patch = tuple(c.patch_sizes)
-        f_gen = feature_vectors(enc, gen, patch, raw=c.raw_loss)
+        cnx = self.convnext.to(dev) if self.convnext is not None else None
+        f_gen = feature_vectors(enc, gen, patch, raw=c.raw_loss, convnext=cnx)
         real = pos.flatten(0, 1) if unc is None else torch.cat([pos.flatten(0, 1), unc.flatten(0, 1)])
         with torch.no_grad():
-            f_real = feature_vectors(enc, real, patch, raw=c.raw_loss)
+            f_real = feature_vectors(enc, real, patch, raw=c.raw_loss, convnext=cnx)
         n_pos = nc * c.pos_per_class
         f_pos = {k: v[:n_pos] for k, v in f_real.items()}
         f_unc = {k: v[n_pos:] for k, v in f_real.items()} if unc is not None else None

@@ -11,8 +11,11 @@
 - The MAE decoder (pre-training only) is a U-Net: a 3x3 conv block on layer4, then four up-blocks
   (bilinear upsampling to the skip's size, concatenation, GN, two 3x3 conv+GN+ReLU), then a 1x1 head.
 
-GroupNorm uses the largest group count <= 32 that divides the channels (the release's rule) with at least
-4 channels per group (see ``gn``), so tiny widths for 8x8 digits work too.
+GroupNorm as the release's ``_choose_gn_groups``: the largest group count <= 32 that divides the channels,
+down to one channel per group at tiny widths, with Flax's epsilon 1e-6 (torch's default is 1e-5).
+``gn_min_channels`` > 1 (the 8x8 digits preset only) keeps that many channels per group: with one channel
+per group every GroupNorm output's per-channel spatial mean and std are the same constants for every
+image, so those drifting keys carry nothing but rounding (the release's widths, >= 256, have >= 8).
 """
 from __future__ import annotations
 
@@ -29,37 +32,44 @@ class ResNetConfig:
     layers: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
     input_patch: int = 1                     # 8 for pixel-MAE; 1 for latents and small images
     every_k_block: int = 2                   # feature taps: every k-th block of each stage
+    gn_min_channels: int = 1                 # channels per GroupNorm group at least (1: the release's rule)
 
     def validate(self) -> None:
         if self.width < 1 or len(self.layers) != 4 or min(self.layers) < 1:
             raise ValueError(f"encoder needs width >= 1 and four stages of >= 1 block, got width={self.width} "
                              f"layers={self.layers}")
-        if self.input_patch < 1 or self.every_k_block < 1:
-            raise ValueError(f"encoder.input_patch and encoder.every_k_block must be >= 1, got "
-                             f"{self.input_patch} and {self.every_k_block}")
+        if self.input_patch < 1 or self.every_k_block < 1 or self.gn_min_channels < 1:
+            raise ValueError(f"encoder.input_patch, encoder.every_k_block and encoder.gn_min_channels must be >= 1, "
+                             f"got {self.input_patch}, {self.every_k_block} and {self.gn_min_channels}")
 
 
-def gn(channels: int, max_groups: int = 32, min_group_channels: int = 4) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= 32 that divides ``channels`` (the release's rule), with
-    at least ``min_group_channels`` channels per group. The release's widths (>= 128) are unaffected; at
-    tiny widths one channel per group would make every per-channel spatial mean and std of a normalised
-    map the same constant for all images (degenerate drifting keys)."""
-    g = max(1, min(max_groups, channels // min_group_channels))
-    while channels % g:
+GN_EPS = 1e-6          # flax.linen.GroupNorm's default epsilon, as the release's encoder uses it
+GN_MAX_GROUPS = 32
+
+
+def gn_groups(channels: int, max_groups: int = GN_MAX_GROUPS, min_channels: int = 1) -> int:
+    """The release's ``_choose_gn_groups``: the largest count <= ``max_groups`` that divides ``channels``
+    (and leaves at least ``min_channels`` channels per group)."""
+    g = max(1, min(max_groups, channels // min_channels))
+    while g > 1 and channels % g:
         g -= 1
-    return nn.GroupNorm(g, channels)
+    return g
+
+
+def gn(channels: int, min_channels: int = 1) -> nn.GroupNorm:
+    return nn.GroupNorm(gn_groups(channels, min_channels=min_channels), channels, eps=GN_EPS)
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, min_channels: int = 1):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.gn1 = gn(c_out)
+        self.gn1 = gn(c_out, min_channels)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.gn2 = gn(c_out)
+        self.gn2 = gn(c_out, min_channels)
         self.proj = None
         if stride != 1 or c_in != c_out:
-            self.proj = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), gn(c_out))
+            self.proj = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), gn(c_out, min_channels))
 
     def forward(self, x: Tensor) -> Tensor:
         y = self.gn2(self.conv2(F.relu(self.gn1(self.conv1(x)))))
@@ -92,17 +102,18 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg, self.in_channels = cfg, in_channels
-        c = cfg.width
-        self.stem = nn.Sequential(nn.Conv2d(in_channels * cfg.input_patch ** 2, c, 3, 1, 1, bias=False), gn(c),
+        c, k = cfg.width, cfg.gn_min_channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels * cfg.input_patch ** 2, c, 3, 1, 1, bias=False), gn(c, k),
                                   nn.ReLU())
         self.stages = nn.ModuleList()
         self.norms = nn.ModuleList()
         c_in = c
         for i, n in enumerate(cfg.layers):
             c_out = c * 2 ** i
-            blocks = [BasicBlock(c_in, c_out, 2 if i > 0 else 1)] + [BasicBlock(c_out, c_out, 1) for _ in range(n - 1)]
+            blocks = [BasicBlock(c_in, c_out, 2 if i > 0 else 1, k)] + [BasicBlock(c_out, c_out, 1, k)
+                                                                         for _ in range(n - 1)]
             self.stages.append(nn.ModuleList(blocks))
-            self.norms.append(gn(c_out))
+            self.norms.append(gn(c_out, k))
             c_in = c_out
 
     def widths(self) -> list[int]:
@@ -126,15 +137,16 @@ class ResNetEncoder(nn.Module):
 
 
 class ConvGNReLU(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__(nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), gn(c_out), nn.ReLU())
+    def __init__(self, c_in: int, c_out: int, min_channels: int = 1):
+        super().__init__(nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), gn(c_out, min_channels), nn.ReLU())
 
 
 class UpBlock(nn.Module):
-    def __init__(self, c_in: int, c_skip: int, c_out: int):
+    def __init__(self, c_in: int, c_skip: int, c_out: int, min_channels: int = 1):
         super().__init__()
-        self.norm = gn(c_in + c_skip)
-        self.proj, self.refine = ConvGNReLU(c_in + c_skip, c_out), ConvGNReLU(c_out, c_out)
+        self.norm = gn(c_in + c_skip, min_channels)
+        self.proj = ConvGNReLU(c_in + c_skip, c_out, min_channels)
+        self.refine = ConvGNReLU(c_out, c_out, min_channels)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -144,12 +156,12 @@ class UpBlock(nn.Module):
 class UNetDecoder(nn.Module):
     """Reconstructs the (patchified) input from the encoder's conv1 and layer1-4 maps."""
 
-    def __init__(self, width: int, out_channels: int):
+    def __init__(self, width: int, out_channels: int, min_channels: int = 1):
         super().__init__()
-        c1, c2, c3, c4 = width, 2 * width, 4 * width, 8 * width
-        self.bridge = ConvGNReLU(c4, c4)
-        self.up43, self.up32 = UpBlock(c4, c3, c3), UpBlock(c3, c2, c2)
-        self.up21, self.up10 = UpBlock(c2, c1, c1), UpBlock(c1, c1, c1)
+        c1, c2, c3, c4, k = width, 2 * width, 4 * width, 8 * width, min_channels
+        self.bridge = ConvGNReLU(c4, c4, k)
+        self.up43, self.up32 = UpBlock(c4, c3, c3, k), UpBlock(c3, c2, c2, k)
+        self.up21, self.up10 = UpBlock(c2, c1, c1, k), UpBlock(c1, c1, c1, k)
         self.head = nn.Conv2d(c1, out_channels, 1)
 
     def forward(self, f: dict[str, Tensor]) -> Tensor:

@@ -63,9 +63,13 @@ def map_vectors(name: str, f: Tensor, patch_sizes: tuple[int, ...] = (2, 4)) -> 
 
 
 def feature_vectors(encoder: ResNetEncoder | None, x: Tensor, patch_sizes: tuple[int, ...] = (2, 4),
-                    raw: bool = True) -> dict[str, Tensor]:
-    """All vector sets of images ``x [B, ...]``: ``{key: [B, L, C]}``. ``encoder=None``: only ``global``."""
+                    raw: bool = True, convnext: Callable[[Tensor], dict[str, Tensor]] | None = None
+                    ) -> dict[str, Tensor]:
+    """All vector sets of images ``x [B, ...]``: ``{key: [B, L, C]}``. ``encoder=None``: only ``global``;
+    ``convnext``: the ConvNeXt-V2 vectors too (``convnext.py``, the pixel recipes)."""
     out: dict[str, Tensor] = {"global": x.flatten(1)[:, None]} if raw or encoder is None else {}
+    if convnext is not None:
+        out.update(convnext(x))
     if encoder is None:
         return out
     xp = patchify(x, encoder.cfg.input_patch)

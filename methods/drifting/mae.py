@@ -26,14 +26,14 @@ from torch import Tensor, nn
 from methods.base import Batch, DataSpec, StepRandom
 from methods.drifting.encoder import ResNetConfig, ResNetEncoder, UNetDecoder, patchify
 
-FORMAT = "driftbench-encoder/1"
+FORMAT = "driftbench-encoder/2"   # 2: the release's GroupNorm (down to 1 channel per group, eps 1e-6)
 
 
 class MAEResNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, cfg: ResNetConfig):
         super().__init__()
         self.encoder = ResNetEncoder(in_channels, cfg)
-        self.decoder = UNetDecoder(cfg.width, in_channels * cfg.input_patch ** 2)
+        self.decoder = UNetDecoder(cfg.width, in_channels * cfg.input_patch ** 2, cfg.gn_min_channels)
         self.fc = nn.Linear(8 * cfg.width, max(1, num_classes))
 
     def forward(self, x_in: Tensor) -> tuple[Tensor, Tensor]:
@@ -137,7 +137,10 @@ def load_encoder(path: str | Path, expected_sha256: str | None = None, how_to_ma
                          f"method.encoder_sha256=null")
     state = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a driftbench encoder checkpoint (format {FORMAT})")
+        found = state.get("format") if isinstance(state, dict) else None
+        raise ValueError(f"{path} is not a driftbench encoder checkpoint of format {FORMAT} (found {found}); "
+                         f"make it again: {how_to_make}" if how_to_make else
+                         f"{path} is not a driftbench encoder checkpoint of format {FORMAT} (found {found})")
     enc = ResNetEncoder(state["in_channels"], ResNetConfig(**state["arch"]))
     enc.load_state_dict(state["state_dict"])
     enc.requires_grad_(False).eval()

@@ -19,6 +19,7 @@ alpha-conditioned model takes ``eval.guidance`` as alpha (>= 1), still one evalu
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from methods.registry import register_method
 
 LOSSES = ("alg2", "production")
 MAKE_ENCODER = "python -m bench.run task=pretrain_encoder data={data}"
+DEFAULT_ENCODER = "digits_tiny"       # bench/conf/config.yaml's encoder group default
+SHARED_DATA_KEYS = ("data.root", "data.split", "data.resolution", "data.num_classes", "data.any_resolution")
 
 
 @register_method
@@ -79,6 +82,7 @@ class Drifting:
         no_cfg_frac: float = 0.0            # probability of alpha = 1 (L/2: 0.5)
         encoder_path: str | None = None     # frozen MAE encoder checkpoint; null: raw output only
         encoder_sha256: str | None = None   # expected hash; null: recorded from the file
+        convnext: str | None = None         # ConvNeXt-V2 features added (pixel recipes): hub id or local folder
         raw_loss: bool = True               # also drift the raw flattened output ("global" key)
         patch_sizes: list[int] = field(default_factory=lambda: [2, 4])
         style: bool = True                  # feed random style indices (A.2) when the generator takes them
@@ -138,9 +142,15 @@ class Drifting:
         return self.cond_step.backbone_io(spec, self.noise_shape(spec), self.model_style)
 
     def make_encoder_command(self, spec: DataSpec) -> str:
-        """The command that writes the missing encoder checkpoint (``<results_dir>/encoders/<name>.pt``)."""
-        cmd = MAKE_ENCODER.format(data=spec.name) + "".join(f" {a}" for a in self.data_args)
-        folder = Path(self.cfg.encoder_path or "").parent
+        """The command that writes the missing encoder checkpoint ``<results_dir>/encoders/<encoder>-<data>-s<seed>.pt``
+        (the name ``task=pretrain_encoder`` gives it; e.g. the recipes' latent_256-imagenet_pixel-s0.pt)."""
+        path = Path(self.cfg.encoder_path or "")
+        named = re.fullmatch(r"([A-Za-z0-9_.]+)-([A-Za-z0-9_.]+)-s(\d+)", path.stem)
+        encoder, data, seed = named.groups() if named else (DEFAULT_ENCODER, spec.name, "0")
+        args = [a for a in self.data_args if data == spec.name or a.split("=")[0] in SHARED_DATA_KEYS]
+        cmd = MAKE_ENCODER.format(data=data) + "".join(f" {a}" for a in args)
+        cmd += (f" encoder={encoder}" if encoder != DEFAULT_ENCODER else "") + (f" seed={seed}" if seed != "0" else "")
+        folder = path.parent
         if folder.name == "encoders" and folder.parent != Path("results"):
             cmd += f" results_dir={folder.parent}"
         return cmd

@@ -2,6 +2,7 @@
 at any moment leaves either the previous checkpoint or the new one, never a torn file."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +22,13 @@ def load(path: Path, device="cpu") -> dict | None:
     if not path.exists():
         return None
     return torch.load(path, map_location=device, weights_only=False)
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of the state dict (names, dtypes, shapes and bytes, in name order)."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -1,10 +1,11 @@
 """Exponential moving averages of the weights at several decays at once, evaluated by name.
 
-Built on ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``:
-W_ema <- decay * W_ema + (1 - decay) * W (the first update copies W). Buffers are averaged too.
-``update`` applies the same averaging function as ``AveragedModel.update_parameters`` but keeps "has an
-average started" on the host: the library reads its device counter twice per update, a host sync in
-every training step.
+Built on ``torch.optim.swa_utils.AveragedModel`` with ``get_ema_multi_avg_fn``: as the official drifting
+release (``TrainState.ema_params`` starts as the initial parameters), every average starts at the
+network's weights when the set is made and then follows W_ema <- decay * W_ema + (1 - decay) * W after each
+step (``AveragedModel`` alone would copy W at the first update instead). Buffers are averaged too.
+``update`` applies the same averaging function as ``AveragedModel.update_parameters`` without reading its
+device counter (the library reads it twice per update, a host sync in every training step).
 """
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ class EMASet(nn.Module):
             ema_name(d).replace(".", "_"): AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(d), use_buffers=True)
             for d in decays})
         self.decays = {ema_name(d): d for d in decays}
-        self._started = {k: False for k in self.models}
         for m in self.models.values():
             m.requires_grad_(False)
+            m.n_averaged.fill_(1)          # the copy made above is the first average: the initial weights
 
     def names(self) -> list[str]:
         return list(self.decays)
@@ -41,24 +42,14 @@ class EMASet(nn.Module):
         src = [t.detach() for t in itertools.chain(net.parameters(), net.buffers())]
         for key, m in self.models.items():
             dst = [t.detach() for t in itertools.chain(m.module.parameters(), m.module.buffers())]
-            if not self._started[key]:
-                for d, s in zip(dst, src):
-                    d.copy_(s)
-            else:
-                groups: dict = {}
-                for d, s in zip(dst, src):
-                    pair = groups.setdefault((d.device, d.dtype), ([], []))
-                    pair[0].append(d)
-                    pair[1].append(s)
-                for ds, ss in groups.values():
-                    m.multi_avg_fn(ds, ss, m.n_averaged)
+            groups: dict = {}
+            for d, s in zip(dst, src):
+                pair = groups.setdefault((d.device, d.dtype), ([], []))
+                pair[0].append(d)
+                pair[1].append(s)
+            for ds, ss in groups.values():
+                m.multi_avg_fn(ds, ss, m.n_averaged)
             m.n_averaged += 1
-            self._started[key] = True
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        out = super().load_state_dict(state_dict, strict, assign)
-        self._started = {k: bool(m.n_averaged > 0) for k, m in self.models.items()}     # one read, at load
-        return out
 
     def model(self, name: str) -> nn.Module:
         if name not in self.decays:

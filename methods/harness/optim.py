@@ -1,8 +1,9 @@
 """AdamW and the learning-rate schedule as a pure function of the step (nothing to restore on resume).
 
 AdamW is fused (one kernel) when ``train.fused_adamw`` is on: the same update as the foreach kernels up to
-float rounding. Linear warmup from ``lr * 1e-3`` (the official drifting release warms up from ~1e-6 at lr 2e-4..4e-4)
-to ``lr``, then constant (the paper's setting) or cosine decay to ``min_lr``.
+float rounding. Linear warmup from 1e-6 (the official drifting release's ``optax.linear_schedule(init_value=1e-6,
+...)``, for the generator and the MAE alike) to ``lr``, then constant (the paper's setting) or cosine decay to
+``min_lr``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 SCHEDULES = ("constant", "cosine")
+WARMUP_START = 1e-6
 
 
 def lr_at(step: int, lr: float, total_steps: int, warmup_steps: int = 0, schedule: str = "constant",
@@ -19,8 +21,7 @@ def lr_at(step: int, lr: float, total_steps: int, warmup_steps: int = 0, schedul
     if schedule not in SCHEDULES:
         raise ValueError(f"train.schedule must be one of {list(SCHEDULES)}, got '{schedule}'")
     if step < warmup_steps:
-        start = lr * 1e-3
-        return start + (lr - start) * step / warmup_steps
+        return WARMUP_START + (lr - WARMUP_START) * step / warmup_steps
     if schedule == "constant":
         return lr
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
