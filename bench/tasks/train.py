@@ -19,8 +19,10 @@ from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the ta
 from bench.errors import RunError
 from bench.metrics import Evaluation
 from bench.sampling import generate
+from bench.tasks import train_guard as guard
 from methods.backbones import build_backbone
 from methods.base import count_parameters
+from methods.harness.checkpoint import LAST
 from methods.harness.dist import DistEnv, barrier, init_distributed
 from methods.harness.trainer import Trainer, TrainingDiverged
 
@@ -75,6 +77,10 @@ def eval_labels(spec: RunSpec) -> torch.Tensor | None:
     return torch.arange(spec.eval.num_samples) % spec.data.spec.num_classes
 
 
+def waits_for_lock(spec: RunSpec) -> bool:
+    return guard.waits_for_lock(spec.top.results_dir, spec.run_id)
+
+
 def execute(spec: RunSpec) -> Path:
     results = Path(spec.top.results_dir)
     rec_path, run_dir = results / "records" / f"{spec.run_id}.json", results / "runs" / spec.run_id
@@ -83,6 +89,8 @@ def execute(spec: RunSpec) -> Path:
     if stored and stored["train"].get("status") == "finished" and not todo:
         print(f"{spec.run_id}: already complete, nothing to do. Record: {rec_path}")
         return rec_path
+    ckpt = run_dir / "checkpoints" / LAST
+    guard.refuse_lost_checkpoint(spec.run_id, stored, ckpt, spec.train.retrain, rec_path)
 
     torch.set_flush_denormal(True)
     env = init_distributed(spec.top.device)
@@ -94,6 +102,7 @@ def execute(spec: RunSpec) -> Path:
     net = spec.method.build(backbone, spec.data.spec)
     trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env)
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})
+    guard.start_retrain(record, ckpt)
     record["env"] = environment(env, spec.train.precision)
     record["params"] = {"network": count_parameters(net), "trainable": sum(
         p.numel() for p in net.parameters() if p.requires_grad)}
@@ -101,7 +110,7 @@ def execute(spec: RunSpec) -> Path:
         summary = trainer.fit()
     except TrainingDiverged as e:
         if env.is_main:
-            record["train"] = {**vars(trainer.summary(None)), "status": "diverged", "error": str(e)}
+            record["train"] = guard.diverged_summary(vars(trainer.summary(None)), e)
             rec.write_atomic(rec_path, record)
         raise RunError(str(e)) from None
     barrier(env)

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-SCHEDULES = ("constant", "cosine")
+from methods.harness.train_config import SCHEDULES
 
 
 def lr_at(step: int, lr: float, total_steps: int, warmup_steps: int = 0, schedule: str = "constant",
