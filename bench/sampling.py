@@ -4,11 +4,13 @@
   a separate unconditional pass evaluates two rows per image and so counts double.
 - Sample i uses noise seed ``seed + i`` alone, so it does not depend on the batch it was generated in.
 - Timing excludes a warm-up batch, synchronises the device, and reports the batch size, device,
-  precision (parameter dtype, autocast) and peak device memory. Only the sampling calls are timed:
+  precision (parameter dtype, autocast), peak device memory, and this process's CPU time with the load
+  average (a loaded machine slows the clock). Only the sampling calls are timed:
   ``on_batch`` (metric feature extraction, streaming) runs outside the clock.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -75,12 +77,13 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     counter.rows = 0
-    seconds, out, kept = 0.0, [], 0
+    seconds, cpu, out, kept = 0.0, 0.0, [], 0
     for sl in chunks:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         x = run(sl)
         _sync(device)
         seconds += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         x = x.float().cpu()
         if on_batch is not None:
             on_batch(x, labels[sl] if labels is not None else None)
@@ -105,6 +108,8 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
         "device": str(device),
         "precision": _precision(net, device),
         "peak_memory_bytes": peak,           # CUDA only: torch's peak allocation while sampling the batches
+        "cpu_seconds": round(cpu, 6),        # this process's CPU time (all threads) over sample_seconds
+        "load_avg_1m": os.getloadavg()[0],   # the machine's; with cpu_seconds, tells a loaded machine (bench/report)
     }
     kept_labels = labels[:kept] if labels is not None else None
     return Generated(torch.cat(out) if out else torch.empty(0), kept_labels, nfe_measured, timing)

@@ -278,13 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(prepared)}] {job.label}: {run_spec.run_id}", flush=True)
         try:
             execute(run_spec)
-        except RunError as e:
+        except (RunError, ConfigError) as e:      # e.g. a run locked by another process, a lost checkpoint
             print(f"bench.suite: job {run_spec.run_id} failed: {e}", file=sys.stderr)
             failed.append(run_spec.run_id)
     print(f"suite {name}: {len(prepared) - len(failed)}/{len(prepared)} job(s) complete")
     if args.report:
         from bench.report import build_report
-        print(f"Report: {build_report(results, Path('reports')).resolve()}")
+        print(f"Report: {build_report(results).resolve()}")
     else:
         where = "" if Path(results) == Path("results") else f" --results {results}"
         print(f"Build the report with: python -m bench.report{where}")

@@ -4,8 +4,6 @@ import math
 import subprocess
 import sys
 
-import pytest
-
 from bench import record as rec
 
 

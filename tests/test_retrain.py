@@ -1,5 +1,6 @@
-"""A recorded run whose checkpoint is gone is not retrained silently for a new evaluation point, and a
-retrain asked for keeps the first training's summary (bench/tasks/train_guard.py)."""
+"""A recorded run whose checkpoint is gone is not retrained silently for a new evaluation point, a retrain
+asked for keeps the first training's summary (bench/tasks/train_guard.py), and an unreadable checkpoint
+is one line (methods/harness/checkpoint.py)."""
 import json
 
 from tests.conftest import FAST, run_bench
@@ -31,3 +32,16 @@ def test_lost_checkpoint_refuses_a_new_point_and_retrain_keeps_the_first_history
     assert after["train"]["wall_seconds"] != first["train"]["wall_seconds"]
     assert [ev["weights"] for ev in after["evals"]] == ["ema_0.99", "raw"]
     assert after["evals"][0] == first["evals"][0]
+
+
+def test_an_unreadable_checkpoint_is_one_line_and_keeps_the_record(finished_run):
+    results = finished_run
+    record = results / "records" / f"{RUN_ID}.json"
+    before = record.read_bytes()
+    ckpt = results / "runs" / RUN_ID / "checkpoints" / "last.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])             # a checkpoint copied in part
+    proc = run_bench(*FAST, "eval.weights=[raw]", results=results, check=False)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert f"checkpoint {ckpt} cannot be read" in lines[0] and "move it away" in lines[0]
+    assert record.read_bytes() == before

@@ -65,6 +65,7 @@ def prepare(cfg: DictConfig):
 
 def execute(spec) -> Path:
     from bench.lock import hold_run
+    from methods.harness.checkpoint import CheckpointError     # imports torch: only once a task runs
 
     module = task_module(spec.top.task)
     waits = getattr(module, "waits_for_lock", None)          # e.g. evaluations of a finished run take turns
@@ -74,6 +75,8 @@ def execute(spec) -> Path:
             return module.execute(spec)
     except (ConfigError, RunError):
         raise
+    except CheckpointError as e:
+        raise RunError(str(e)) from None
     except (OSError, RuntimeError) as e:
         err = disk_error(e, str(run_dir))
         if err is None:
