@@ -114,17 +114,21 @@ def test_results_dir_that_is_or_goes_through_a_file_is_refused(tmp_path, where, 
 
 def _in_own_mount(tmp_path, options: str, *args: str):
     """``bench.run`` inside a private mount namespace with a tmpfs (``options``) on ``tmp_path/disk``: a real
-    read-only or full file system, as root or not (``unshare -rm``). Skips where namespaces are not allowed."""
+    read-only or full file system, as any user (``unshare -rm``: a user namespace) or as root where user
+    namespaces are off (``unshare -m``). Skips where neither is allowed (e.g. a container's seccomp)."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o {options} none {disk}"],
-                           capture_output=True)
-    if probe.returncode != 0:
+    for unshare in (["unshare", "-rm"], ["unshare", "-m"]):
+        probe = subprocess.run([*unshare, "sh", "-c", f"mount -t tmpfs -o {options} none {disk}"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            break
+    else:
         pytest.skip(f"no private tmpfs mount here: {probe.stderr.decode().strip()}")
     # After the run, list what is left on the private disk (it vanishes with the namespace).
     script = (f'mount -t tmpfs -o {options} none "$1" || exit 99; d="$1"; shift; "$@"; rc=$?; '
               f'echo LEFT; find "$d" -type f | sort; exit $rc')
-    return subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(disk), sys.executable, "-m", "bench.run",
+    return subprocess.run([*unshare, "sh", "-c", script, "sh", str(disk), sys.executable, "-m", "bench.run",
                            f"results_dir={disk / 'results'}", *args], cwd=ROOT, env=bench_env(),
                           capture_output=True, text=True, timeout=600), disk
 

@@ -76,6 +76,8 @@ def test_timings_from_a_loaded_machine_are_marked(report):
     assert "5 of 11 points were timed on a loaded machine" in " ".join(i["alt"] for i in page.imgs)
     digits = page.plain[page.plain.index("digits: every evaluation point"):]
     assert "⚠" not in digits
+    runs = Page(out / "runs.html").plain
+    assert runs.count("⚠") == 5 and runs.index("⚠") > runs.index("Evaluation points of flow-ring8-mlp-s2")
 
 
 def test_pages_are_written(report):

@@ -16,6 +16,7 @@ from bench.report import figures as fg
 from bench.report import metric_info as mi
 from bench.report import published as pub
 from bench.report import sections, tables
+from bench.report.busy import load_note
 from bench.report.load import OTHER, Results, load
 from bench.suite_manifest import choice
 
@@ -48,6 +49,7 @@ def run_view(record: dict, published: list[pub.PublishedTable]) -> dict:
                       "guidance": ev["guidance"], "n_samples": ev["n_samples"], "seed": ev.get("seed"),
                       "metrics": [ev["metrics"].get(m) for m in metrics],
                       "ms": (t.get("seconds_per_image") or float("nan")) * 1e3, "device": t.get("device"),
+                      "busy": load_note(t, record["env"]),
                       "batch_size": t.get("batch_size")})
     sources = {}
     for ev in record["evals"]:
