@@ -6,8 +6,10 @@
 - Stale: a lock file that still names a holder while nobody holds the lock was left by a process that
   died; it is taken over with a one-line note. A clean exit empties the file before unlocking.
 - Evaluation-only commands on a finished run (``wait=True``) wait for their turn instead of refusing.
-- DDP: global rank 0 alone takes the lock (one lock per run, however many nodes), and every rank learns
-  whether it got it, so all ranks refuse together.
+- DDP: global rank 0 alone takes the lock (one lock per run, however many nodes: a lock per node's local
+  rank 0 would let two nodes of one job, or two jobs on different nodes, hold "their" lock at once), and
+  every rank learns through a collective whether it got it, so all ranks refuse together. A rank 0 that
+  waits its turn keeps the other ranks in that collective, which ends with the process group's timeout.
 
 Shared filesystems: the lock is as safe as the mount makes ``flock``. On Linux NFS clients ``flock`` is
 mapped onto NFS byte-range locks, which the server arbitrates between hosts (NFSv4: a crashed client's
