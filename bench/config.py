@@ -18,17 +18,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
-import torch
 
-from bench.data import dataset_entry
 from bench.errors import ConfigError
-from bench.metrics import check_metrics, default_metrics, metric_names
-from methods.backbones import build_backbone
-from methods.base import NFEError
-from methods.harness.dist import env_rank_world, select_device
-from methods.harness.fast_path import check_switches
-from methods.harness.trainer import TrainConfig
-from methods.registry import backbone_class, method_class
+from methods.harness.train_config import TrainConfig
 
 CONF_MODULE = "bench.conf"
 
@@ -196,7 +188,20 @@ def plain_config(cfg: DictConfig) -> dict:
 
 
 def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
-    """Validate everything about a ``task=train`` config and build the method and data (no training)."""
+    """Validate everything about a ``task=train`` config and build the method and data (no training).
+
+    The heavy imports (torch, the data, metric and method registries) happen here, not at module level,
+    so that composing and the torch-free checks (``bench.tasks.precheck``) answer in well under 2 s."""
+    import torch
+
+    from bench.data import dataset_entry
+    from bench.metrics import check_metrics, default_metrics, metric_names
+    from methods.backbones import build_backbone
+    from methods.base import NFEError
+    from methods.harness.dist import env_rank_world, select_device
+    from methods.harness.fast_path import check_switches
+    from methods.registry import backbone_class, method_class
+
     choices = plain["choices"]
     plain.pop("encoder", None)         # the encoder group configures task=pretrain_encoder only
     choices.pop("encoder", None)

@@ -13,11 +13,17 @@ Schema 1::
     params    parameter counts: network, trainable
     geometry  batch geometry, images and epochs seen, data/VAE/encoder hashes (bench/geometry.py; optional)
     evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing}]
+    train_history  (optional) summaries of earlier trainings replaced by ``train.retrain=true``
+
+Non-finite numbers (a diverged loss, an infinite distance) are written as the strings ``"nan"``,
+``"inf"`` and ``"-inf"``, so every record is strict JSON; ``read`` turns them back into floats in the
+numeric sections (``train``, ``train_history``, each evaluation's ``metrics`` and ``timing``).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,9 +36,9 @@ EVAL_KEYS = ("weights", "nfe", "nfe_measured", "guidance", "n_samples", "metrics
 TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections that define a training run
 # Keys that change how a run is watched, saved or executed, not what it computes (the fast-path switches
 # change float rounding only: a run may resume on another machine with other kernels; the data loader's
-# settings change how fast data loads, not what).
+# settings change how fast data loads, not what; retrain says what to do when the checkpoint is gone).
 BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes", "accum_steps", "tf32",
-                         "compile", "fused_adamw", "channels_last"),
+                         "compile", "fused_adamw", "channels_last", "retrain"),
                "data": ("num_workers", "prefetch", "decode_batch")}
 
 
@@ -77,19 +83,46 @@ def validate(rec: Any, where: str = "record") -> dict:
     return rec
 
 
+NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def encode_nonfinite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by ``"nan"``, ``"inf"`` or ``"-inf"``."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: encode_nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [encode_nonfinite(v) for v in obj]
+    return obj
+
+
+def _decode_numbers(section: Any) -> None:
+    if isinstance(section, dict):
+        for k, v in section.items():
+            if isinstance(v, str) and v in NONFINITE:
+                section[k] = NONFINITE[v]
+
+
 def write_atomic(path: Path, rec: dict) -> None:
     """Write ``rec`` so that readers only ever see the old file or the complete new one."""
     validate(rec, str(path))
     rec["updated"] = now()
-    text = json.dumps(rec, indent=1, allow_nan=False) + "\n"
+    text = json.dumps(encode_nonfinite(rec), indent=1, allow_nan=False) + "\n"
     write_file_atomic(path, lambda f: f.write(text), mode="w")
 
 
 def read(path: Path) -> dict:
     try:
-        return validate(json.loads(Path(path).read_text()), str(path))
+        record = validate(json.loads(Path(path).read_text()), str(path))
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}: not valid JSON ({e})") from e
+    for section in [record["train"], *record.get("train_history", [])]:
+        _decode_numbers(section)
+    for ev in record["evals"]:
+        _decode_numbers(ev["metrics"])
+        _decode_numbers(ev["timing"])
+    return record
 
 
 def read_all(records_dir: Path) -> tuple[list[dict], list[str]]:

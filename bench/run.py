@@ -3,11 +3,13 @@
 The default task trains (or resumes), evaluates and writes the run record (``bench/tasks/train.py``).
 
 Every job of the command line (all jobs of a ``-m`` sweep) is validated before the first one starts, so a
-bad option or key fails in one line without training anything or touching existing results. A sweep
-(any launcher: ``local``, ``submitit_local``, ``slurm``) ends with one line per job (done, skipped,
-refused with its reason, failed with its log) and exits non-zero when a job did not succeed.
-``launcher=slurm`` (or ``submitit_local``) submits even without ``-m``, and is refused in one line where
-no scheduler answers; jobs are validated for the world size they will have (nodes x tasks per node).
+bad option or key fails in one line without training anything or touching existing results. The checks
+that need no torch run on every job first (``bench.tasks.precheck``), so most mistakes are refused in
+well under 2 s (``bench/perf/first_error.py``); ``--help`` is ``bench/cli_help.py``. A sweep (any
+launcher: ``local``, ``submitit_local``, ``slurm``) ends with one line per job (done, skipped, refused with
+its reason, failed with its log) and exits non-zero when a job did not succeed. ``launcher=slurm`` (or
+``submitit_local``) submits even without ``-m``, and is refused in one line where no scheduler answers;
+jobs are validated for the world size they will have (nodes x tasks per node).
 """
 from __future__ import annotations
 
@@ -24,8 +26,7 @@ from bench.cluster import check_scheduler, launch_plan, planned_world
 from bench.config import RunSpec, compose_config, expand_sweep
 from bench.errors import ConfigError, RunError
 from bench.jobs import run_job
-from bench.tasks import execute, prepare
-from bench.tasks.train import check_existing
+from bench.tasks import execute, precheck, prepare
 
 MULTIRUN = {"-m", "--multirun"}
 
@@ -39,13 +40,16 @@ def hydra_entry(cfg: DictConfig) -> str | None:
         return str(execute(prepare(cfg)))
     except (ConfigError, RunError) as e:
         print(f"bench.run: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(e.exit_code)
 
 
 def validate(words: list[str]) -> tuple[list[list[str]], object, bool]:
     """Every job's overrides, the first job's spec, and whether the launcher submits jobs."""
     jobs = expand_sweep(words)
-    plan = launch_plan(compose_config(jobs[0]))
+    configs = [compose_config(job) for job in jobs]
+    for cfg in configs:                      # torch-free checks of every job first: the fast errors
+        precheck(cfg)
+    plan = launch_plan(configs[0])
     check_scheduler(plan)
     with planned_world(plan.world):
         specs = [prepare(compose_config(job)) for job in jobs]
@@ -58,6 +62,8 @@ def refuse_changed(spec, job: list[str]) -> None:
     """A changed training config under an existing run id, refused before any job starts."""
     if not isinstance(spec, RunSpec):
         return
+    from bench.tasks.train import check_existing
+
     results = Path(spec.top.results_dir)
     try:
         check_existing(spec, results / "records" / f"{spec.run_id}.json", results / "runs" / spec.run_id)
@@ -67,9 +73,13 @@ def refuse_changed(spec, job: list[str]) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
+    if {"-h", "--help"} & set(args):
+        from bench.cli_help import usage
+        print(usage())
+        return
     flags = [a for a in args if a.startswith("-")]
     jobs = None
-    if set(flags) <= MULTIRUN:   # other flags (--help, --cfg job, ...) go to Hydra as they are
+    if set(flags) <= MULTIRUN:   # other flags (--cfg job, --hydra-help, ...) go to Hydra as they are
         try:
             jobs, first, submits = validate([a for a in args if not a.startswith("-")])
         except ConfigError as e:

@@ -4,15 +4,17 @@
   a separate unconditional pass evaluates two rows per image and so counts double.
 - Sample i uses noise seed ``seed + i`` alone, so it does not depend on the batch it was generated in.
 - Timing excludes a warm-up batch of every batch size, synchronises the device, and reports the batch
-  size, device, precision (parameter dtype, autocast), compile and CUDA-graph switches and peak device
-  memory. Throughput at the evaluation batch is the median (and range) over full batches, with extra
-  repeats of one batch when the pass has fewer than ``throughput_repeats``; batch-1 latency is the median
-  (and range) of ``latency_repeats`` calls after a warm-up call. A ``decode`` step (VAE) is timed apart
-  and added in ``total_seconds_per_image``. Only the sampling calls are timed: ``on_batch`` (metric
-  feature extraction, streaming) runs outside the clock.
+  size, device, precision (parameter dtype, autocast), compile and CUDA-graph switches, peak device
+  memory, and this process's CPU time with the load average (a loaded machine slows the clock).
+  Throughput at the evaluation batch is the median (and range) over full batches, with extra repeats of
+  one batch when the pass has fewer than ``throughput_repeats``; batch-1 latency is the median (and range)
+  of ``latency_repeats`` calls after a warm-up call. A ``decode`` step (VAE) is timed apart and added in
+  ``total_seconds_per_image``. Only the sampling calls are timed: ``on_batch`` (metric feature
+  extraction, streaming) runs outside the clock.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -102,9 +104,11 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     counter.rows = 0
-    seconds, decode_seconds, rates, out, kept = 0.0, 0.0, [], [], 0
+    seconds, decode_seconds, cpu, rates, out, kept = 0.0, 0.0, 0.0, [], [], 0
     for sl in chunks:
+        c0 = time.process_time()
         x, dt = timed(lambda: run(sl))
+        cpu += time.process_time() - c0
         seconds += dt
         if sl.stop - sl.start == full:
             rates.append(full / dt)
@@ -138,6 +142,8 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
         "compile": opts.compile,
         "cuda_graphs": opts.cuda_graphs,
         "peak_memory_bytes": peak,           # CUDA only: torch's peak allocation while sampling the batches
+        "cpu_seconds": round(cpu, 6),        # this process's CPU time (all threads) over sample_seconds
+        "load_avg_1m": os.getloadavg()[0],   # the machine's; with cpu_seconds, tells a loaded machine (bench/report)
     }
     if decode is not None:
         timing.update(total_seconds=round(seconds + decode_seconds, 6),

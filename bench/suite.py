@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = run_here(prepared, str(results))
     if args.report:
         from bench.report import build_report
-        print(f"Report: {build_report(results, Path('reports')).resolve()}")
+        print(f"Report: {build_report(results).resolve()}")
     else:
         where = "" if Path(results) == Path("results") else f" --results {results}"
         print(f"Build the report with: python -m bench.report{where}")

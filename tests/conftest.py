@@ -72,3 +72,18 @@ def assert_stopped_run_resumes_exactly(fit, tmp_path: Path, stop_at: int) -> Non
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+@pytest.fixture(scope="session")
+def _finished_once(tmp_path_factory) -> Path:
+    results = tmp_path_factory.mktemp("finished") / "results"
+    run_bench(*FAST, results=results)
+    return results
+
+
+@pytest.fixture
+def finished_run(_finished_once: Path, tmp_path: Path) -> Path:
+    """A copy of a finished FAST run (drifting-ring8-mlp-s0), trained once per test session."""
+    results = tmp_path / "results"
+    shutil.copytree(_finished_once, results)
+    return results

@@ -1,9 +1,8 @@
 """Run records: schema, atomic writes, tolerant reading, config diffs, eval bookkeeping."""
 import json
+import math
 import subprocess
 import sys
-
-import pytest
 
 from bench import record as rec
 
@@ -24,15 +23,28 @@ def test_write_then_read_round_trip(tmp_path):
     assert not list(path.parent.glob(".*.tmp"))
 
 
-def test_write_refuses_nan_and_keeps_the_old_file(tmp_path):
+def _strict(text: str):
+    """json.loads that refuses NaN/Infinity tokens, as strict JSON parsers (browsers, jq) do."""
+    def refuse(token):
+        raise ValueError(f"non-JSON token {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_values_are_strict_json_and_read_back_as_floats(tmp_path):
     path = tmp_path / "a.json"
-    rec.write_atomic(path, _record())
-    before = path.read_text()
-    bad = _record()
-    bad["evals"][0]["metrics"]["modes"] = float("nan")
-    with pytest.raises(ValueError):
-        rec.write_atomic(path, bad)
-    assert path.read_text() == before and not list(tmp_path.glob(".*.tmp"))
+    r = _record()
+    r["evals"][0]["metrics"].update(fd_raw=float("nan"), energy=float("inf"))
+    r["evals"][0]["timing"]["seconds_per_image"] = float("-inf")
+    r["train"] = {"status": "diverged", "final_loss": float("nan")}
+    r["config"]["tag"] = "nan"                  # a string that looks like one stays a string
+    rec.write_atomic(path, r)
+    raw = _strict(path.read_text())
+    assert raw["evals"][0]["metrics"] == {"modes": 8.0, "fd_raw": "nan", "energy": "inf"}
+    back = rec.read(path)
+    m = back["evals"][0]["metrics"]
+    assert math.isnan(m["fd_raw"]) and m["energy"] == math.inf and m["modes"] == 8.0
+    assert back["evals"][0]["timing"]["seconds_per_image"] == -math.inf and math.isnan(back["train"]["final_loss"])
+    assert back["config"]["tag"] == "nan"
 
 
 def test_read_all_skips_bad_files_and_names_them(tmp_path):

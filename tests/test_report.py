@@ -41,17 +41,43 @@ class Page(HTMLParser):
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """Build the report in a fresh interpreter and prove that it never imports torch."""
+    """Build the report in a fresh interpreter as a user does (no --out: reports/ beside the results), with
+    crowded tick labels as errors, and prove that it never imports torch. Its stderr goes to stderr.txt."""
     root = tmp_path_factory.mktemp("report")
     results = make_results(root)
     out = root / "reports"
-    code = ("import sys; from bench.report.__main__ import main; rc = main(['--results', sys.argv[1], '--out', "
-            "sys.argv[2]]); assert 'torch' not in sys.modules, 'the report imported torch'; sys.exit(rc)")
-    proc = subprocess.run([sys.executable, "-c", code, str(results), str(out)], capture_output=True, text=True,
+    code = ("import sys, warnings; from bench.report.figures import LayoutWarning; "
+            "warnings.simplefilter('error', LayoutWarning); from bench.report.__main__ import main; "
+            "rc = main(['--results', sys.argv[1]]); assert 'torch' not in sys.modules, 'the report imported torch'; "
+            "sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(results)], capture_output=True, text=True,
                           cwd=Path(__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == f"Report: {(out / 'index.html').resolve()}"
+    (root / "stderr.txt").write_text(proc.stderr)
     return results, out
+
+
+def test_unreadable_records_are_named_on_the_terminal_too(report):
+    results, _ = report
+    lines = (results.parent / "stderr.txt").read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"bench.report: skipped {results / 'records' / 'broken-run.json'}: "
+                                                   "not valid JSON"), lines
+
+
+def test_timings_from_a_loaded_machine_are_marked(report):
+    """The fixture's flow seed 2 on ring8 sampled at load 9.5 on 2 CPUs with 0.4 cores of its own."""
+    _, out = report
+    page = Page(out / "suite-fixture.html")
+    ring8 = page.plain[page.plain.index("ring8: every evaluation point"):page.plain.index("digits: every")]
+    rows = re.split(r" (?=(?:drifting|flow|diffusion|meanflow) s0)", ring8.split("Data-versus-data")[0])[1:]
+    assert [r.split()[0] for r in rows if "⚠" in r] == ["flow"] * 5 and ring8.count("⚠") == 5, ring8
+    assert "⚠ 5 of 11 evaluation point(s) were timed on a loaded machine (load average 9.5 on 2 CPUs" in page.plain
+    assert "5 of 11 points were timed on a loaded machine" in " ".join(i["alt"] for i in page.imgs)
+    digits = page.plain[page.plain.index("digits: every evaluation point"):]
+    assert "⚠" not in digits
+    runs = Page(out / "runs.html").plain
+    assert runs.count("⚠") == 5 and runs.index("⚠") > runs.index("Evaluation points of flow-ring8-mlp-s2")
 
 
 def test_pages_are_written(report):

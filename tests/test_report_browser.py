@@ -1,11 +1,13 @@
 """The report in a real headless browser: Debian's chromium driven by Playwright (never a browser
 download). The pages load with no console errors, tables and figures render, and a screenshot is kept."""
+import warnings
 from pathlib import Path
 
 import pytest
 
 from bench.perf.report_fixture import make_results
 from bench.report import build_report
+from bench.report.figures import LayoutWarning
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -20,8 +22,12 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
+    """The fixture report, built with crowded tick labels as errors: every figure's drawn tick labels
+    were measured (matplotlib's renderer, bench/report/figures.py) and keep at least 1 em apart."""
     root = tmp_path_factory.mktemp("browser")
-    return build_report(make_results(root), root / "reports").parent
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayoutWarning)
+        return build_report(make_results(root), root / "reports").parent
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +73,42 @@ def test_a_provenance_link_lands_on_its_run(browser, site):
     page.wait_for_load_state("load")
     assert page.url.endswith("runs.html#run-flow-ring8-mlp-s1")
     assert page.locator("#run-flow-ring8-mlp-s1").is_visible() and problems == []
+
+
+# Per table frame: whether the table fits; else, scrolled to its left and to its right end, whether the
+# element at the frame's left edge in every row is still that row's header, and whether the row's links to
+# its runs' provenance lie inside the frame.
+LAYOUT = """() => [...document.querySelectorAll('.table-wrap')].map(w => {
+  const t = w.querySelector('table');
+  if (t.scrollWidth <= w.clientWidth) return {fits: true};
+  const rows = [];
+  for (const end of [0, w.scrollWidth]) {
+    w.scrollLeft = end;
+    for (const tr of t.querySelectorAll('tbody tr')) {
+      const th = tr.querySelector('th');
+      window.scrollTo(0, window.scrollY + th.getBoundingClientRect().top - 300);      // the row on screen
+      const frame = w.getBoundingClientRect(), r = th.getBoundingClientRect();
+      const hit = document.elementFromPoint(frame.left + 2, r.top + r.height / 2);
+      const links = [...tr.querySelectorAll('a[href^="runs.html#"]')].map(a => a.getBoundingClientRect());
+      rows.push({header: th.contains(hit), links: links.every(l => l.left >= frame.left && l.right <= frame.right)});
+    }
+  }
+  return {fits: false, overflow: getComputedStyle(w).overflowX, scrolled: w.scrollLeft > 0, rows: rows,
+          caption: t.querySelector('caption').textContent.slice(0, 60)};
+})"""
+
+
+@pytest.mark.parametrize("name", ["index.html", "suite-fixture.html", "runs.html", "published.html"])
+def test_tables_fit_a_1400px_window_or_scroll_in_their_frame_with_the_first_column_in_view(browser, site, name):
+    page, problems = _open(browser, (site / name).as_uri())
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400      # the page itself never scrolls sideways
+    frames = page.evaluate(LAYOUT)
+    for f in frames:
+        if not f["fits"]:
+            assert f["overflow"] == "auto" and f["scrolled"], f
+            assert all(r["header"] for r in f["rows"]), f"{f['caption']}: the first column scrolled away"
+            assert all(r["links"] for r in f["rows"]), f"{f['caption']}: provenance links out of view"
+    if name == "suite-fixture.html":          # the toys' full metric set is wider than the window
+        assert any(not f["fits"] for f in frames)
+    assert problems == []
+    page.close()

@@ -36,12 +36,16 @@ def _metrics(data: str, method: str, nfe: int, seed: int) -> dict:
     if data == "digits":
         return {"fd_domain": 5 + 40 * q + rng.normal(0, 0.1), "precision": 0.8 - q / 2, "recall": 0.7 - q / 3,
                 "novelty_score": 0.3 + rng.normal(0, 0.01)}                      # a metric with no direction
+    noise = 1 + 0.1 * rng.standard_normal(6)                 # the toys' whole default set: a wide table
     return {"modes": float(min(8, round(8.4 - 6 * q + rng.normal(0, 0.3)))), "hq_frac": 0.95 - q,
-            "reverse_kl": 0.01 + q / 4, "energy": 1e-3 + q / 10 * (1 + 0.1 * rng.standard_normal()),
-            "energy_floor": 8e-4}
+            "reverse_kl": 0.01 + q / 4, "energy": 1e-3 + q / 10 * noise[0], "energy_floor": 8e-4,
+            "fd_raw": 2e-4 + q * noise[1], "w2": 0.1 + q * noise[2], "swd": 0.05 + q * noise[3],
+            "mmd": 3e-4 + q / 5 * noise[4], "precision_raw": 0.9 - q / 2, "recall_raw": 0.85 - q / 3 * noise[5],
+            "coverage_raw": 0.9 - q / 2}
 
 
-def _record(method: str, data: str, seed: int, nfes: list[int], tag: str | None = None) -> dict:
+def _record(method: str, data: str, seed: int, nfes: list[int], tag: str | None = None, loaded: bool = False) -> dict:
+    """``loaded``: sampled while other processes kept the 2 cores busy (bench/report/busy.py)."""
     run_id = f"{method}-{data}-mlp-s{seed}" + (f"-{tag}" if tag else "")
     config = {"method": {"name": method}, "data": {"name": data, "n_train": 100000, "seed": 0},
               "model": {"name": "mlp", "hidden": 256, "depth": 3}, "train": {"steps": 1000, "batch_size": 1024},
@@ -51,17 +55,19 @@ def _record(method: str, data: str, seed: int, nfes: list[int], tag: str | None 
     evals = []
     for nfe in nfes:
         spi = 2e-6 * nfe * (1.05 + 0.02 * seed)
+        own = 0.4 if loaded else 1.7                       # cores this process kept busy while sampling
         evals.append({"weights": "ema_0.99", "nfe": nfe, "nfe_measured": float(nfe), "guidance": 1.0,
                       "n_samples": 500, "seed": 1000000, "metrics": _metrics(data, method, nfe, seed),
                       "metric_sources": {"energy": {"extractor": "raw", "weights_hash": None,
                                                     "reference": f"{data} reference, n=500", "n_samples": 500}},
                       "timing": {"sample_seconds": spi * 500, "seconds_per_image": spi, "images_per_second": 1 / spi,
                                  "batch_size": 500, "latency_batch1_seconds": 1e-4 * nfe, "device": "cpu",
-                                 "peak_memory_bytes": None}})
+                                 "peak_memory_bytes": None, "cpu_seconds": own * spi * 500,
+                                 "load_avg_1m": 9.5 if loaded else 1.8}})
     return {"schema": rec.SCHEMA, "run_id": run_id, "git_sha": "0123456789abcdef0123456789abcdef01234567",
             "git_dirty": False, "created": "2026-11-01T10:00:00+00:00", "updated": "2026-11-01T10:05:00+00:00",
             "config": config, "env": {"python": "3.11.7", "torch": "2.14.1", "device": "cpu", "world_size": 1,
-                                      "precision": "fp32"},
+                                      "precision": "fp32", "cpus": 2},
             "train": {"status": "finished", "steps": 1000, "images_seen": 1024000, "wall_seconds": 60.0 + seed,
                       "resumes": 0, "images_per_second": 17000.0, "final_loss": 1e-3, "gpu_hours": 0.0},
             "params": {"network": 140000, "trainable": 140000}, "evals": evals}
@@ -71,8 +77,9 @@ def _artifacts(run_dir: Path, record: dict, data: str) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(len(record["run_id"]))
     rows, scale = [], 1.0 + 0.5 * list(NFES).index(record["config"]["method"]["name"]) + 0.05 * record["config"]["seed"]
+    batch = 640 if data == "digits" else 1024          # 640K images: counts that ran together as 100000200000
     for step in range(25, 1001, 25):
-        row = {"step": step, "images": step * 1024, "lr": 1e-3, "wall_s": step * 0.06, "images_per_s": 17000.0,
+        row = {"step": step, "images": step * batch, "lr": 1e-3, "wall_s": step * 0.06, "images_per_s": 17000.0,
                "loss": scale * 0.5 / step, "grad_norm": scale / np.sqrt(step)}
         if record["config"]["method"]["name"] == "drifting":
             row.update({"drift_sq": 1.0 / step, "drift_t0.05": 2.0 / step})
@@ -99,7 +106,7 @@ def make_results(root: Path, *, missing_jobs: bool = True, corrupt: bool = True)
             if data == "digits" and method == "diffusion":
                 continue
             for seed in SEEDS:
-                r = _record(method, data, seed, nfes)
+                r = _record(method, data, seed, nfes, loaded=data == "ring8" and method == "flow" and seed == 2)
                 jobs.append({"run_id": r["run_id"], "label": method, "group": "", "method": method, "data": data,
                              "seed": seed, "overrides": [f"method={method}", f"data={data}", f"seed={seed}"],
                              "points": [["ema_0.99", n, 1.0] for n in nfes], "n_samples": 500,

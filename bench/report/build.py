@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import jinja2
 
@@ -16,6 +17,7 @@ from bench.report import figures as fg
 from bench.report import metric_info as mi
 from bench.report import published as pub
 from bench.report import sections, tables
+from bench.report.busy import load_note
 from bench.report.load import OTHER, Results, load
 from bench.suite_manifest import choice
 
@@ -48,6 +50,7 @@ def run_view(record: dict, published: list[pub.PublishedTable]) -> dict:
                       "guidance": ev["guidance"], "n_samples": ev["n_samples"], "seed": ev.get("seed"),
                       "metrics": [ev["metrics"].get(m) for m in metrics],
                       "ms": (t.get("seconds_per_image") or float("nan")) * 1e3, "device": t.get("device"),
+                      "busy": load_note(t, record["env"]),
                       "batch_size": t.get("batch_size")})
     sources = {}
     for ev in record["evals"]:
@@ -75,10 +78,16 @@ def published_view(published: list[pub.PublishedTable], results: Results) -> lis
     return out
 
 
-def build_report(results_dir: Path = Path("results"), out_dir: Path = Path("reports"),
-                 published_dir: Path | None = None) -> Path:
-    """Write every page into ``out_dir`` and return the path of ``index.html``. The paper's numbers come
-    from ``published_dir``, by default ``<results_dir>/published`` or else the checkout's copy."""
+def default_out(results_dir: Path) -> Path:
+    """``reports/`` beside the results folder: ``results`` -> ``./reports``, ``/x/results`` -> ``/x/reports``."""
+    return Path(results_dir).resolve().parent / "reports"
+
+
+def build_report(results_dir: Path = Path("results"), out_dir: Path | None = None,
+                 published_dir: Path | None = None, warn: Callable[[str], None] | None = None) -> Path:
+    """Write every page into ``out_dir`` (default: ``default_out``) and return the path of ``index.html``.
+    The paper's numbers come from ``published_dir``, by default ``<results_dir>/published`` or else the
+    checkout's copy. ``warn`` is called with each file that could not be read (the pages name them too)."""
     t0 = time.perf_counter()
     fg.theme()
     results = load(Path(results_dir))
@@ -87,6 +96,8 @@ def build_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         published_dir = own if (own / "index.csv").exists() else pub.PUBLISHED_DIR
     published, pub_problems = pub.load_published(Path(published_dir))
     perf, perf_problems = cost.load_perf(Path(results_dir))
+    for problem in (results.problems + pub_problems + perf_problems) if warn is not None else ():
+        warn(problem)
     pages = sections.all_suite_pages(results, published)
     started = {p.name for p in pages}
     not_started = {n: d for n, d in sm.available_suites().items() if n not in started}
@@ -95,7 +106,7 @@ def build_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
               "pages": pages, "other": OTHER, "problems": results.problems + pub_problems + perf_problems,
               "n_records": len(results.records)}
     env = environment()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_out(results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for page in pages:
         _write(out_dir / page.file, env.get_template("suite.html.j2").render(**common, page=page, title=page.name))

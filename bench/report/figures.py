@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import warnings
 from dataclasses import dataclass
 
 import matplotlib
@@ -47,11 +48,89 @@ def palette(labels) -> dict[str, tuple]:
     return {lab: colors[i % 10] for i, lab in enumerate(labels)}
 
 
+class LayoutWarning(UserWarning):
+    """A figure whose tick labels still touch after thinning (the tests turn it into an error)."""
+
+
+def _drawn_labels(axis) -> list:
+    """The major tick labels drawn on ``axis``: visible, non-empty, inside the view limits."""
+    lo, hi = sorted(axis.get_view_interval())
+    tol = 1e-9 * max(abs(lo), abs(hi), 1e-300)
+    labels = [tick.label1 for tick in axis.get_major_ticks() if lo - tol <= tick.get_loc() <= hi + tol]
+    return [t for t in labels if t.get_visible() and t.get_text().strip()]
+
+
+def _crowded(labels, renderer, horizontal: bool) -> bool:
+    """Whether neighbouring labels run together: less than 1 em between them side by side (numbers
+    closer than a digit's width read as one), 0.3 em one above the other."""
+    boxes = sorted(((t.get_window_extent(renderer), t.get_fontsize() * renderer.dpi / 72) for t in labels),
+                   key=lambda b: b[0].x0 if horizontal else b[0].y0)
+    for (a, em), (b, _) in zip(boxes, boxes[1:]):
+        gap = b.x0 - a.x1 if horizontal else b.y0 - a.y1
+        if gap < (1.0 if horizontal else 0.3) * em:
+            return True
+    return False
+
+
+def tick_overlaps(fig) -> list[str]:
+    """The axes of ``fig`` (as drawn last) whose neighbouring tick labels touch or overlap: 'title: x'."""
+    renderer = fig.canvas.get_renderer()
+    return [f"{ax.get_title() or '(untitled)'}: {name}" for ax in fig.axes if ax.get_visible()
+            for name, axis in (("x", ax.xaxis), ("y", ax.yaxis))
+            if _crowded(_drawn_labels(axis), renderer, name == "x")]
+
+
+def _thin_ticks(fig) -> None:
+    """Show every 2nd, 3rd, ... numeric tick label of a crowded axis until its labels have room."""
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for horizontal, axis in ((True, ax.xaxis), (False, ax.yaxis)):
+            labels = _drawn_labels(axis)
+            if not all(_numeric(t.get_text()) for t in labels):
+                continue                            # category names: hiding some would lose them
+            for k in range(2, len(labels) + 1):
+                if not _crowded([t for t in labels if t.get_visible()], renderer, horizontal):
+                    break
+                for i, t in enumerate(labels):
+                    t.set_visible(i % k == 0)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.replace("\u2212", "-").rstrip("kMG") or "x")
+        return True
+    except ValueError:
+        return False
+
+
 def to_uri(fig) -> str:
+    """The figure as an embedded PNG, after thinning tick labels that would overlap (``LayoutWarning``
+    names the axes where that was not enough)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
+    if tick_overlaps(fig):                          # rare: only then is the figure drawn a second time
+        _thin_ticks(fig)
+        crowded = tick_overlaps(fig)
+        if crowded:
+            warnings.warn(f"figure tick labels overlap: {'; '.join(crowded)}", LayoutWarning, stacklevel=2)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def count_axis(ax, which: str = "x") -> None:
+    """Counts (images seen, steps) as 0, 250k, 1.5M instead of 250000 or an offset '1e6'."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis.set_major_locator(MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: count_text(v)))
+
+
+def count_text(v: float) -> str:
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{unit}"
+    return f"{v:g}"
 
 
 def subplots(rows: int, cols: int, cell_w: float, cell_h: float, left: float = 0.75, bottom: float = 0.6,
@@ -163,6 +242,10 @@ def quality_vs_time(summary: pd.DataFrame, metric: str, colors: dict, where: str
     for label, g in d.groupby("label", sort=False):       # one point per aggregated row: plain scatter
         ax.scatter(g["ms"], g[metric], s=40, color=colors[label], label=label, zorder=3)
     ax.errorbar(d["ms"], d[metric], yerr=d[metric + " ±"].fillna(0), fmt="none", ecolor="0.6", lw=1, zorder=2)
+    busy = d["load_note"].astype(bool) if "load_note" in d else pd.Series(False, index=d.index)
+    if busy.any():                                 # timed on a loaded machine: a warning ring around the point
+        ax.scatter(d.loc[busy, "ms"], d.loc[busy, metric], s=110, marker="o", facecolors="none",
+                   edgecolors="#c77700", linewidths=1.5, linestyle="--", zorder=5, label="timed on a loaded machine")
     several = d["guidance"].nunique() > 1
     for _, r in d.iterrows():
         ax.annotate(f"{int(r['nfe'])}" + (f", g{r['guidance']:g}" if several else ""), (r["ms"], r[metric]),
@@ -178,10 +261,15 @@ def quality_vs_time(summary: pd.DataFrame, metric: str, colors: dict, where: str
     else:
         alt += " The metric has no known direction, so no Pareto front is drawn."
     log_axis(ax, "x")
-    ax.set(xlabel="sampling time per image (ms, log scale)", ylabel=mi.info(metric).label, title=_title(metric))
+    ax.set(xlabel="sampling time per image (ms, log scale)", ylabel=mi.info(metric).label,
+           title=_title(metric) + ("\n⚠ some timings from a loaded machine" if busy.any() else ""))
     ax.legend(fontsize=8)
+    loaded = (f" Dashed orange rings: {int(busy.sum())} point(s) timed on a loaded machine, slower than the method "
+              "is." if busy.any() else "")
+    if busy.any():
+        alt += f" {int(busy.sum())} of {len(d)} points were timed on a loaded machine."
     return Figure(to_uri(fig), alt, "Quality against sampling time per image (batch throughput); circled points "
-                  "and the black line: the Pareto front; numbers: NFE; error bars: 95% interval over seeds.")
+                  "and the black line: the Pareto front; numbers: NFE; error bars: 95% interval over seeds." + loaded)
 
 
 def mode_bars(summary: pd.DataFrame, colors: dict, data: str) -> Figure | None:

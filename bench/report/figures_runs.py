@@ -9,7 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from bench.report import load as ld
-from bench.report.figures import Figure, fmt, log_axis, subplots, to_uri
+from bench.report.figures import Figure, count_axis, fmt, log_axis, subplots, to_uri
 
 LOG_COLUMNS = {"step", "images", "lr", "wall_s", "images_per_s"}   # the harness's own columns
 MAX_PANELS = 6
@@ -39,6 +39,7 @@ def training_curves(runs: list[dict], results: ld.Results, colors: dict, where: 
                      lw=1, ax=ax, legend=key == keys[0])
         if (d[key] > 0).all():
             log_axis(ax, "y")
+        count_axis(ax, "x")
         ax.set(xlabel="training images seen", ylabel=key, title=key)
         if key == keys[0]:
             ax.legend(title=None, fontsize=7)

@@ -16,6 +16,7 @@ import pandas as pd
 from bench import artifacts
 from bench import record as rec
 from bench import suite_manifest as sm
+from bench.report.busy import load_note
 from bench.suite_manifest import choice
 
 OTHER = "other-runs"            # page of the records that no suite manifest names
@@ -54,6 +55,7 @@ def _eval_rows(record: dict) -> list[dict]:
         row = {**base, "weights": ev["weights"], "nfe": int(ev["nfe"]), "nfe_measured": ev["nfe_measured"],
                "guidance": float(ev["guidance"]), "n_samples": ev["n_samples"], "eval_seed": ev.get("seed")}
         row.update({k: ev["timing"].get(k) for k in timing_keys})
+        row["load_note"] = load_note(ev["timing"], record["env"])
         row.update({METRIC_PREFIX + k: (np.nan if v is None else float(v)) for k, v in ev["metrics"].items()})
         rows.append(row)
     return rows

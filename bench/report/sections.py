@@ -108,6 +108,11 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
         rows = stats.one_step_comparison(summary, primary, REFERENCE_LABEL)
         if rows and len(rows) > 1:
             sec.glance = tables.glance_table(rows, primary, REFERENCE_LABEL)
+    busy = [n for n in summary["load_note"] if n] if "load_note" in summary else []
+    if busy:
+        sec.notes.append(f"⚠ {len(busy)} of {len(summary)} evaluation point(s) were timed on a loaded machine "
+                         f"({busy[0]}): their sampling times (marked ⚠ in the table and the time figure) are "
+                         "slower than the method is; compare them with care.")
     for fig in (fg.quality_vs_nfe(summary, metrics, colors, title), fg.quality_vs_time(summary, primary, colors, title),
                 cost.quality_vs_compute(summary, primary, colors, title), fg.mode_bars(summary, colors, data)):
         if fig is not None:

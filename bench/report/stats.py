@@ -49,6 +49,7 @@ def summarize(evals: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             row[m + " ±"] = t_half_width(vals)
             row[m + " n"] = int(vals.notna().sum())
         row["seconds_per_image ±"] = t_half_width(pd.to_numeric(g["seconds_per_image"], errors="coerce"))
+        row["load_note"] = "; ".join(sorted(set(g["load_note"].dropna()))) if "load_note" in g else ""
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["label", "nfe"], kind="stable", key=_label_order(evals))
 

@@ -53,7 +53,8 @@ def summary_table(summary: pd.DataFrame, metrics: list[str], caption: str,
     show_g = (s["guidance"] != 1.0).any()
     show_gpu = (s["gpu_hours"].fillna(0) > 0).any()
     mets = [m for m in mi.ordered(metrics) if m in s and not mi.is_floor(m)]   # floors: one line under the table
-    cols = [("method", "the job label of the suite (a method, or a claim's variant)")]
+    cols = [("method", "the job label of the suite (a method, or a claim's variant), and a link to the "
+                       "provenance of every seed's run")]
     cols += [("weights", "EMA or raw weights")] if show_w else []
     cols += [("guidance", "guidance scale (1 = none)")] if show_g else []
     cols += [("NFE", "requested; the measured network evaluations per image follow in brackets where they "
@@ -63,15 +64,15 @@ def summary_table(summary: pd.DataFrame, metrics: list[str], caption: str,
         mark = " ↓" if d == mi.LOWER else " ↑" if d == mi.HIGHER else "" if mi.is_floor(m) else " (?)"
         cols.append((mi.info(m).label + mark,
                      f"{m}: {mi.info(m).about}" + (f"; {d} is better" if d else "; direction unknown")))
-    cols += [("ms / image", "sampling seconds per image x 1000 at the evaluation batch size"),
+    cols += [("ms / image", "sampling seconds per image x 1000 at the evaluation batch size; ⚠: measured while "
+                            "other processes kept half the machine's cores busy"),
              ("images / s", "sampling throughput"), ("latency ms", "one image at batch 1"),
              ("training", "images seen and wall-clock seconds" + (" and GPU-hours" if show_gpu else ""))]
     cols += [("paper", "the paper's number for this setting (results/published)")] if paper else []
-    cols += [("runs", "provenance of every seed's run")]
     best = {m: _best_index(s, m) for m in mets}
     rows = []
     for i, r in s.reset_index(drop=True).iterrows():
-        row = [Cell(str(r["label"]))]
+        row = [Cell(str(r["label"]), links=[(f"s{seed}", run_href(rid)) for seed, rid in r["runs"]])]
         row += [Cell(str(r["weights"]))] if show_w else []
         row += [Cell(f"{r['guidance']:g}")] if show_g else []
         nfe = str(int(r["nfe"]))
@@ -82,14 +83,15 @@ def summary_table(summary: pd.DataFrame, metrics: list[str], caption: str,
             c = _mean_cell(r[m], r[m + " ±"], r[m + " n"])
             c.best = best[m] == i
             row.append(c)
-        row += [Cell(fmt(r["seconds_per_image"] * 1e3)), Cell(fmt(r["images_per_second"])),
+        busy = r.get("load_note") or ""
+        row += [Cell(fmt(r["seconds_per_image"] * 1e3) + (" ⚠" if busy else ""),
+                     f"measured on a loaded machine: {busy}" if busy else ""), Cell(fmt(r["images_per_second"])),
                 Cell(fmt(r["latency_batch1_seconds"] * 1e3)), _training_cell(r, show_gpu)]
         row += [Cell("; ".join((paper or {}).get(r["label"], [])) or "–")] if paper else []
-        row.append(Cell("", links=[(f"s{seed}", run_href(rid)) for seed, rid in r["runs"]], nowrap=True))
         rows.append(row)
-    numeric = [False] + [True] * (len(cols) - 2) + [False]
+    numeric = [False] + [True] * (len(cols) - 1)
     if paper:
-        numeric[-2] = False
+        numeric[-1] = False
     return Table(caption, cols, rows, numeric)
 
 

@@ -22,8 +22,10 @@ from bench.jobs import submitted
 from bench.preemption import Preemption
 from bench.metrics import Evaluation
 from bench.sampling import generate
+from bench.tasks import train_guard as guard
 from methods.backbones import build_backbone
 from methods.base import count_parameters
+from methods.harness.checkpoint import LAST
 from methods.harness.dist import DistEnv, barrier, init_distributed
 from methods.harness.trainer import ResumeError, Trainer, TrainingDiverged
 
@@ -78,6 +80,10 @@ def eval_labels(spec: RunSpec) -> torch.Tensor | None:
     return torch.arange(spec.eval.num_samples) % spec.data.spec.num_classes
 
 
+def waits_for_lock(spec: RunSpec) -> bool:
+    return guard.waits_for_lock(spec.top.results_dir, spec.run_id)
+
+
 def execute(spec: RunSpec) -> Path:
     results = Path(spec.top.results_dir)
     rec_path, run_dir = results / "records" / f"{spec.run_id}.json", results / "runs" / spec.run_id
@@ -86,6 +92,8 @@ def execute(spec: RunSpec) -> Path:
     if stored and stored["train"].get("status") == "finished" and not todo:
         print(f"{spec.run_id}: already complete, nothing to do. Record: {rec_path}")
         return rec_path
+    ckpt = run_dir / "checkpoints" / LAST
+    guard.refuse_lost_checkpoint(spec.run_id, stored, ckpt, spec.train.retrain, rec_path)
 
     torch.set_flush_denormal(True)
     env = init_distributed(spec.top.device)
@@ -98,6 +106,7 @@ def execute(spec: RunSpec) -> Path:
     preemption = Preemption(env, active=submitted())
     trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env, hooks=(preemption,))
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})
+    guard.start_retrain(record, ckpt)
     record["env"] = environment(env, spec.train.precision)
     note = getattr(spec.method, "invariance_note", lambda world: None)(env.world)
     record["env"].update(world_size_invariant=note is None, world_size_note=note,
@@ -110,7 +119,7 @@ def execute(spec: RunSpec) -> Path:
         raise RunError(str(e)) from None
     except TrainingDiverged as e:
         if env.is_main:
-            record["train"] = {**vars(trainer.summary(None)), "status": "diverged", "error": str(e)}
+            record["train"] = guard.diverged_summary(vars(trainer.summary(None)), e)
             rec.write_atomic(rec_path, record)
         raise RunError(str(e)) from None
     if trainer.stop_reason is not None:                  # preempted: record the partial run, then requeue

@@ -3,6 +3,7 @@ at any moment leaves either the previous checkpoint or the new one, never a torn
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,20 @@ def save_atomic(obj: Any, path: Path) -> None:
     write_file_atomic(path, lambda f: torch.save(obj, f))
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that exists but cannot be read (copied in part, overwritten by something else)."""
+
+
 def load(path: Path, device="cpu") -> dict | None:
-    """The checkpoint at ``path``, or None when there is none."""
+    """The checkpoint at ``path``, or None when there is none; ``CheckpointError`` when it is unreadable."""
     if not path.exists():
         return None
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {first[:120]}); restore it, "
+                              f"or move it away to train the run again from the start") from None
 
 
 def weights_sha256(model: torch.nn.Module) -> str:

@@ -12,7 +12,8 @@ import math
 import torch
 from torch import nn
 
-SCHEDULES = ("constant", "cosine")
+from methods.harness.train_config import SCHEDULES
+
 WARMUP_START = 1e-6
 
 

@@ -31,53 +31,8 @@ from methods.harness.device_log import DeviceWindow
 from methods.harness.dist import DistEnv, barrier, main_decides
 from methods.harness.ema import EMASet
 from methods.harness.fast_path import micro_batches, prepare_feature_modules, resolve, set_tf32
-from methods.harness.optim import SCHEDULES, build_optimizer, lr_at, set_fused
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 2000
-    batch_size: int = 2048               # global, over all processes
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    warmup_steps: int = 0
-    schedule: str = "constant"           # constant | cosine
-    min_lr: float = 0.0                  # cosine floor
-    grad_clip: float = 0.0               # global-norm clip; 0 disables
-    ema: list[float] = field(default_factory=lambda: [0.99, 0.999])
-    precision: str = "auto"              # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
-    ckpt_every_steps: int = 500
-    ckpt_every_minutes: float = 10.0
-    log_every: int = 50
-    progress: bool = True
-    accum_steps: int = 1                 # micro-batches per step (equal to the whole batch; fast_path.py)
-    tf32: bool = True                    # TF32 matmuls/convolutions on CUDA
-    compile: bool | None = None          # torch.compile of network and feature encoder; null: on CUDA only
-    fused_adamw: bool | None = None      # fused AdamW kernel; null: on CUDA only
-    channels_last: bool | None = None    # NHWC feature encoder; null: on CUDA only
-
-    def validate(self, world: int = 1) -> None:
-        checks = [
-            (self.steps >= 1, f"train.steps must be >= 1, got {self.steps}"),
-            (self.batch_size >= 1 and self.batch_size % world == 0,
-             f"train.batch_size={self.batch_size} must be >= 1 and divisible by the {world} processes"),
-            (self.accum_steps >= 1 and self.batch_size % (world * self.accum_steps) == 0,
-             f"train.accum_steps={self.accum_steps} must be >= 1 and divide the per-process batch "
-             f"{self.batch_size // max(world, 1)}"),
-            (self.lr > 0, f"train.lr must be > 0, got {self.lr}"),
-            (self.schedule in SCHEDULES, f"train.schedule must be one of {list(SCHEDULES)}, got '{self.schedule}'"),
-            (self.precision in ("auto", "fp32", "bf16"),
-             f"train.precision must be auto, fp32 or bf16, got '{self.precision}'"),
-            (0 <= self.warmup_steps, f"train.warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (self.ckpt_every_steps >= 1, f"train.ckpt_every_steps must be >= 1, got {self.ckpt_every_steps}"),
-            (self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}"),
-            (self.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {self.grad_clip}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ValueError(msg)
+from methods.harness.optim import build_optimizer, lr_at, set_fused
+from methods.harness.train_config import TrainConfig  # noqa: F401 (re-exported: the trainer's config)
 
 
 class BatchSource(Protocol):
