@@ -9,7 +9,9 @@ Schema 1::
     env       python, torch, cuda, device, gpu_name, world_size, precision, hostname, platform, cpus
     train     status, steps, images_seen, wall_seconds, gpu_hours, resumes, images_per_second, final_loss
     params    parameter counts: network, trainable
-    evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing}]
+    evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing,
+               checkpoint_step, labels, adm_samples, adm_evaluator, memorisation}]  (the last five optional)
+    sweeps    optional: the guidance sweeps, best scale per (weights, nfe, checkpoint) (bench/evaluation/sweep.py)
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ REQUIRED = ("schema", "run_id", "git_sha", "config", "env", "train", "params", "
 EVAL_KEYS = ("weights", "nfe", "nfe_measured", "guidance", "n_samples", "metrics", "timing")
 TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections that define a training run
 # Keys that change how a run is watched or saved, not what it computes.
-BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes")}
+BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes", "keep_checkpoints")}
 
 
 class RecordError(ValueError):
@@ -116,11 +118,14 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def eval_key(ev: dict) -> tuple:
-    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed")
+    """(weights, nfe, guidance, n_samples, seed, checkpoint_step); the step is None for the run's final
+    weights and the training step of an earlier checkpoint (``task=evaluate eval.checkpoints=...``)."""
+    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed"), ev.get("checkpoint_step")
 
 
-def find_eval(rec: dict, key: tuple) -> dict | None:
-    return next((ev for ev in rec["evals"] if eval_key(ev) == key), None)
+def find_eval(rec: dict, key: tuple, step: int | None = None) -> dict | None:
+    """The entry of point ``key`` = (weights, nfe, guidance, n_samples, seed) at checkpoint ``step``."""
+    return next((ev for ev in rec["evals"] if eval_key(ev) == (*key, step)), None)
 
 
 def upsert_eval(rec: dict, entry: dict) -> None:
