@@ -190,6 +190,8 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
              "metric_sources": result.sources, "timing": timing,
              "labels": ev.labels if labels is not None else None}
     entry.update({k: v for k, v in (("adm_samples", adm_info), ("memorisation", mem)) if v is not None})
+    if not full:
+        entry["search_stage"] = "coarse"          # eval.search_samples: ranks scales, not reported
     rec.upsert_eval(ctx.record, entry)
     rec.write_atomic(ctx.rec_path, ctx.record)
     if full and ctx.step is None:
@@ -221,6 +223,8 @@ def _assemble_adm(ctx: EvalContext, writer, point: Point, labels) -> dict | None
     parts = [writer.path.with_name(f"{name}.rank{r}.npy") for r in range(ctx.env.world)]
     out = ctx.run_dir / "adm" / name
     digest = adm.assemble(out, parts, None if labels is None else labels.numpy())
+    if not any(writer.path.parent.iterdir()):
+        writer.path.parent.rmdir()
     return {"file": f"adm/{name}", "samples_sha256": digest, "quantize": ctx.spec.eval.quantize}
 
 
