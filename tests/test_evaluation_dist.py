@@ -1,5 +1,6 @@
 """Evaluation over two gloo processes (torchrun, CPU) equals one process on the same samples; task=evaluate
-on kept checkpoints; the one-line refusals of task=evaluate."""
+on kept checkpoints; the refusals of task=evaluate (ConfigError: one line, exit 2 in bench.run)."""
+import importlib.util
 import json
 import shutil
 
@@ -51,10 +52,18 @@ def test_two_processes_evaluate_kept_checkpoints_like_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_write_the_same_adm_samples_as_one(tmp_path):
+def test_two_processes_write_the_same_adm_samples_and_neighbours_as_one(tmp_path):
+    """Images never travel between processes: each rank writes its ADM part and searches its share of the
+    training set for the memorisation check (with a tiny CLIP made here where transformers is installed)."""
     args = ["method=flow", "method.conditional=true", "data=digits", "model=dit_tiny", "train.steps=2",
             "train.batch_size=16", "train.progress=false", "eval.nfe=[2]", "eval.num_samples=37", "eval.batch_size=10",
             "eval.latency_repeats=0", "eval.metrics=[]", "eval.adm_samples=true", "eval.quantize=floor", "device=cpu"]
+    clip = importlib.util.find_spec("transformers") is not None
+    if clip:
+        from tests.test_evaluation_memorisation import tiny_clip
+
+        args += ["eval.memorisation=5", "eval.memorisation_k=3",
+                 f"eval.memorisation_features=clip:{tiny_clip(tmp_path / 'clip')}"]
     one, two = tmp_path / "one", tmp_path / "two"
     run_bench(*args, results=one)
     shutil.copytree(one, two)
@@ -69,14 +78,23 @@ def test_two_processes_write_the_same_adm_samples_as_one(tmp_path):
     diff = np.abs(za["arr_0"].astype(int) - zb["arr_0"].astype(int))
     assert diff.max() <= 1 and (diff == 0).mean() > 0.999      # float noise may flip a truncation, nothing more
     assert not (two / "runs" / "flow-digits-dit_tiny-s0" / "adm" / ".parts").exists()
+    if clip:
+        mem = "memorisation_ema_0.99_nfe2_g1_n37.npz"
+        ma, mb = (np.load(r / "runs" / "flow-digits-dit_tiny-s0" / mem) for r in (one, two))
+        assert ma["index"].shape == (5, 3) and (ma["index"] < 1797).all()
+        np.testing.assert_array_equal(ma["index"], mb["index"])
+        np.testing.assert_allclose(ma["similarity"], mb["similarity"], rtol=1e-5, atol=1e-6)
 
 
 def test_task_evaluate_refuses_in_one_line(tmp_path):
-    proc = run_bench("task=evaluate", "run=nope", results=tmp_path, check=False)
-    assert proc.returncode == 2 and "run=nope: no run of that id" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-    proc = run_bench("task=evaluate", "eval.checkpoints=x", results=tmp_path, check=False)
-    assert proc.returncode == 2 and "eval.checkpoints: 'x'; choose last, all or a number" in proc.stderr
-    proc = run_bench("task=evaluate", results=tmp_path, check=False)
-    assert proc.returncode == 2 and "has no checkpoint" in proc.stderr and "task=train" in proc.stderr
+    from bench.config import ConfigError, compose_config
+    from bench.tasks import prepare
+
+    base = ["task=evaluate", f"results_dir={tmp_path}"]
+    with pytest.raises(ConfigError, match="run=nope: no run of that id in .*runs there: none"):
+        prepare(compose_config([*base, "run=nope"]))
+    with pytest.raises(ConfigError, match="eval.checkpoints: 'x'; choose last, all or a number"):
+        prepare(compose_config([*base, "eval.checkpoints=x"]))
+    with pytest.raises(ConfigError, match="has no checkpoint .* train it first .*task=train"):
+        prepare(compose_config(base))
     assert not (tmp_path / "records").exists()

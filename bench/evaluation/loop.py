@@ -168,8 +168,8 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
         if writer is not None:
             writer.add(x)
 
-    keep = 0
-    if env.is_main and full:
+    keep = 0                                      # rank 0 keeps the first samples: the .npy and the queries
+    if env.is_main and full and (ctx.step is None or ev.memorisation):
         keep = None if ev.save_samples is None else max(ev.save_samples, ev.memorisation)
     gen = generate(spec.method, ctx.net(w), len(rows), ev.seed + rows.start, nfe, g, ev.batch_size,
                    labels=None if labels is None else labels[rows.start:rows.stop],
