@@ -90,6 +90,8 @@ def test_a_reference_batch_of_another_resolution_is_refused(tmp_path):
 
     ref = tmp_path / "ref64.npz"
     np.savez(ref, arr_0=np.zeros((2, 64, 64, 3), np.uint8), mu=np.zeros(2048), sigma=np.eye(2048))
-    with pytest.raises(ConfigError, match="holds 64x64 images but the samples are 8x8: use VIRTUAL_imagenet64_labeled"):
+    weights = tmp_path / "w.pth"
+    torch.save({"fc.weight": torch.zeros(1)}, weights)        # what the check before training reads
+    with pytest.raises(ConfigError, match="holds 64x64 images but the samples are 8x8: use a reference batch of 8x8 images"):
         prepare(compose_config(["method=flow", "data=digits", "model=dit_tiny", "eval=imagenet", "eval.guidance_grid=null",
-                                "eval.metrics=[fid]", f"eval.reference={ref}", "eval.inception_weights=fid-helper"]))
+                                "eval.metrics=[fid]", f"eval.reference={ref}", f"eval.inception_weights={weights}"]))

@@ -34,7 +34,7 @@ def _check_reference_size(ev, data) -> None:
     shape = npz_shape(str(Path(ev.reference).expanduser()), "arr_0")
     size = image_shape(data)[-2:]
     if shape is not None and len(shape) == 4 and tuple(shape[1:3]) != size:
-        known = ADM_REFERENCES.get(size[0], "the reference batch of that size")
+        known = ADM_REFERENCES.get(size[0], f"a reference batch of {size[0]}x{size[1]} images")
         raise ValueError(f"eval.reference={ev.reference} holds {shape[1]}x{shape[2]} images but the samples are "
                          f"{size[0]}x{size[1]}: use {known}")
 
