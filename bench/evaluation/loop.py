@@ -181,10 +181,11 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
     ranks = gather_objects(local, env)
     adm_info = _assemble_adm(ctx, writer, point, labels)
     result = evaluation.finish() if env.is_main else None
+    wall = time.perf_counter() - t0                # the point's cost; the memorisation check is extra
     mem = _memorisation(ctx, point, gen.samples if env.is_main else None) if ev.memorisation and full else None
     if not env.is_main:
         return
-    timing = {**gen.timing, **cost(ranks, time.perf_counter() - t0), "metrics_seconds": result.seconds}
+    timing = {**gen.timing, **cost(ranks, wall), "metrics_seconds": result.seconds}
     entry = {"weights": w, "nfe": nfe, "nfe_measured": sum(r["rows"] for r in ranks) / n, "guidance": g,
              "n_samples": n, "seed": ev.seed, "checkpoint_step": ctx.step, "metrics": result.values,
              "metric_sources": result.sources, "timing": timing,
