@@ -195,6 +195,7 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     choices = plain["choices"]
     plain.pop("encoder", None)         # the encoder group configures task=pretrain_encoder only
     choices.pop("encoder", None)
+    plain.pop("cache", None)           # task=cache_latents only
     train = typed("train", TrainConfig, plain["train"])
     ev = typed("eval", EvalConfig, plain["eval"])
     m_cls = _build("method", method_class, plain["method"]["name"])

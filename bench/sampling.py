@@ -6,6 +6,9 @@
 - Timing excludes a warm-up batch, synchronises the device, and reports the batch size, device,
   precision (parameter dtype, autocast) and peak device memory. Only the sampling calls are timed:
   ``on_batch`` (metric feature extraction, streaming) runs outside the clock.
+- Latent models: ``decode`` (the data's VAE decoder) maps each batch to images before ``on_batch`` and
+  before it is kept; its time is ``decode_seconds``, apart from ``sample_seconds``, and both are in
+  ``total_seconds`` (DESIGN.md section 4, PROTOCOLS.md "Timing").
 """
 from __future__ import annotations
 
@@ -55,7 +58,8 @@ def _precision(net: nn.Module, device: torch.device) -> str:
 @torch.no_grad()
 def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidance: float,
              batch_size: int, labels: Tensor | None = None, latency_repeats: int = 5,
-             on_batch: Callable[[Tensor, Tensor | None], None] | None = None, keep: int | None = None) -> Generated:
+             on_batch: Callable[[Tensor, Tensor | None], None] | None = None, keep: int | None = None,
+             decode: Callable[[Tensor], Tensor] | None = None) -> Generated:
     """Generate ``n`` samples with per-image seeds ``seed .. seed + n - 1``.
 
     ``on_batch(samples, labels)`` receives every batch (on the CPU) as it is produced, e.g. to stream it
@@ -70,17 +74,24 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
         y = labels[sl].to(device) if labels is not None else None
         return method.sample(counter, seeds[sl], y, nfe, guidance)
 
-    run(chunks[0])                                        # warm-up, not timed, not counted
+    warm = run(chunks[0])                                 # warm-up, not timed, not counted
+    if decode is not None:
+        decode(warm)
     _sync(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     counter.rows = 0
-    seconds, out, kept = 0.0, [], 0
+    seconds, decode_seconds, out, kept = 0.0, 0.0, [], 0
     for sl in chunks:
         t0 = time.perf_counter()
         x = run(sl)
         _sync(device)
         seconds += time.perf_counter() - t0
+        if decode is not None:
+            t0 = time.perf_counter()
+            x = decode(x)
+            _sync(device)
+            decode_seconds += time.perf_counter() - t0
         x = x.float().cpu()
         if on_batch is not None:
             on_batch(x, labels[sl] if labels is not None else None)
@@ -106,5 +117,8 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
         "precision": _precision(net, device),
         "peak_memory_bytes": peak,           # CUDA only: torch's peak allocation while sampling the batches
     }
+    if decode is not None:
+        timing.update(decode_seconds=round(decode_seconds, 6), total_seconds=round(seconds + decode_seconds, 6),
+                      total_images_per_second=n / (seconds + decode_seconds))
     kept_labels = labels[:kept] if labels is not None else None
     return Generated(torch.cat(out) if out else torch.empty(0), kept_labels, nfe_measured, timing)

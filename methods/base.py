@@ -26,7 +26,9 @@ class DataSpec:
     shape: tuple[int, ...]            # one sample, e.g. (2,) or (3, 32, 32)
     num_classes: int = 0              # 0: unconditional data (labels may still exist for metrics)
     kind: str = "points"              # "points" (2-D toys) or "images"
-    value_range: tuple[float, float] | None = None   # images: (-1, 1)
+    value_range: tuple[float, float] | None = None   # images: (-1, 1); latents: that of the decoded images
+    decoded_shape: tuple[int, ...] | None = None     # latents (VAE): samples are decoded to images of this shape
+                                                     # by the data's ``decode`` before metrics
 
 
 @dataclass(frozen=True)

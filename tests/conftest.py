@@ -51,6 +51,24 @@ def last_net(results: Path, run_id: str) -> dict:
     return torch.load(results / "runs" / run_id / "checkpoints" / "last.pt", weights_only=False)["net"]
 
 
+def assert_stopped_run_resumes_exactly(fit, tmp_path: Path, stop_at: int) -> None:
+    """``fit(run_dir, hooks=()) -> (trainer, summary)``: a run that a hook stops after step ``stop_at``,
+    resumed from its checkpoint, ends with the weights of an uninterrupted run."""
+    import torch
+
+    def stop(t):
+        if t.step == stop_at:
+            t.stop_reason = "asked by a hook"
+
+    _, first = fit(tmp_path / "a", (stop,))
+    assert (first.status, first.steps) == ("partial", stop_at)
+    resumed, second = fit(tmp_path / "a")
+    straight, _ = fit(tmp_path / "b")
+    assert second.status == "finished" and second.resumes == 1
+    for name, p in straight.net.state_dict().items():
+        assert torch.equal(p, resumed.net.state_dict()[name]), name
+
+
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"

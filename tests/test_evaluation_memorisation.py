@@ -50,7 +50,7 @@ def test_grid_file_and_report_figure(tmp_path):
     bank = memorisation.TrainBank(data, extract, DistEnv())
     sims, idx = memorisation.nearest_training(queries, bank, extract, DistEnv(), k=3)
     run_dir = tmp_path / "runs" / "r"
-    summary = memorisation.write_grid(run_dir / "memorisation_x.npz", queries, sims, idx, data, (-1.0, 1.0),
+    summary = memorisation.write_grid(run_dir / "memorisation_x.npz", queries, sims, idx, bank.get, (-1.0, 1.0),
                                       {"extractor": "tiny"})
     assert summary["n_queries"] == 2 and summary["k"] == 3 and summary["top1_similarity_mean"] > 0.99
     with np.load(run_dir / "memorisation_x.npz") as z:

@@ -10,6 +10,7 @@ from methods.harness.dist import select_device
 from methods.harness.ema import EMASet
 from methods.harness.optim import lr_at
 from methods.harness.trainer import TrainConfig
+from tests.conftest import assert_stopped_run_resumes_exactly
 
 
 def test_warmup_then_constant_or_cosine():
@@ -84,14 +85,4 @@ def test_a_hook_that_asks_to_stop_checkpoints_and_the_run_resumes_exactly(tmp_pa
                           log=lambda s: None, hooks=hooks)
         return trainer, trainer.fit()
 
-    def stop_at_5(t):
-        if t.step == 5:
-            t.stop_reason = "asked by a hook"
-
-    _, first = fit(tmp_path / "a", (stop_at_5,))
-    assert (first.status, first.steps) == ("partial", 5)
-    resumed, second = fit(tmp_path / "a")
-    straight, _ = fit(tmp_path / "b")
-    assert second.status == "finished" and second.resumes == 1
-    for name, p in straight.net.state_dict().items():
-        assert torch.equal(p, resumed.net.state_dict()[name]), name
+    assert_stopped_run_resumes_exactly(fit, tmp_path, stop_at=5)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from bench.data.digits import DigitsConfig, build_digits
+from bench.data.imagenet_latent import ImageNetLatentConfig, build_imagenet_latent
+from bench.data.imagenet_pixel import ImageNetPixelConfig, build_imagenet_pixel
 from bench.data.toy import TOYS, ToyConfig, build_toy
 from bench.data.vision import READERS, VisionConfig, build_vision
 
@@ -25,6 +27,8 @@ DATASETS: dict[str, DatasetEntry] = {
     "digits": DatasetEntry(DigitsConfig, build_digits),
     "stacked_digits": DatasetEntry(DigitsConfig, build_digits),
     **{name: DatasetEntry(VisionConfig, build_vision) for name in READERS},
+    "imagenet_pixel": DatasetEntry(ImageNetPixelConfig, build_imagenet_pixel),
+    "imagenet_latent": DatasetEntry(ImageNetLatentConfig, build_imagenet_latent),
 }
 
 

@@ -1,4 +1,5 @@
-"""A dataset held in memory as tensors, served as per-rank shards of seeded global batches."""
+"""Data sources: ``Source`` (reference and floor sets) and ``TensorSource``, a dataset held in memory as
+tensors, served as per-rank shards of seeded global batches (on-disk data: ``bench/data/loader.py``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -38,22 +39,15 @@ class ClassifierData:
     min_steps: int = 0
 
 
-class TensorSource:
-    """Training tensors plus two functions ``n -> (x, y)``: the metrics' reference set and, where the
-    data can supply one, an independent second sample for data-versus-data floors."""
+class Source:
+    """What every data source offers besides training batches: two functions ``n -> (x, y)``, the
+    metrics' reference set and, where the data can supply one, an independent second sample for
+    data-versus-data floors."""
 
-    def __init__(self, spec: DataSpec, train: tuple[Tensor, Tensor], reference_fn, floor_fn=None,
-                 modes: Modes | None = None, classifier: ClassifierData | None = None):
+    def __init__(self, spec: DataSpec, reference_fn, floor_fn=None, modes: Modes | None = None,
+                 classifier: ClassifierData | None = None):
         self.spec, self.modes, self.classifier = spec, modes, classifier
-        self.x, self.y = train
         self._reference_fn, self._floor_fn = reference_fn, floor_fn
-        self._samplers: dict[int, EpochSampler] = {}
-
-    def batch(self, step: int, seed: int, rank: int, world: int, local_batch: int, device) -> Batch:
-        sampler = self._samplers.setdefault(seed, EpochSampler(len(self.x), seed))
-        idx = sampler.indices(step * local_batch * world + rank * local_batch, local_batch)
-        return Batch(x=self.x[idx].to(device), y=self.y[idx].to(device), step=step,
-                     random=StepRandom(seed, step, rank, world, local_batch, device))
 
     def reference(self, n: int) -> tuple[Tensor, Tensor]:
         """The samples metrics compare against (toys: ``n`` fresh held-out draws)."""
@@ -64,6 +58,22 @@ class TensorSource:
         if self._floor_fn is None:
             raise ValueError(f"data '{self.spec.name}' has no independent second sample for a floor")
         return self._floor_fn(n)
+
+
+class TensorSource(Source):
+    """Training tensors held in memory, served as per-rank shards of seeded global batches."""
+
+    def __init__(self, spec: DataSpec, train: tuple[Tensor, Tensor], reference_fn, floor_fn=None,
+                 modes: Modes | None = None, classifier: ClassifierData | None = None):
+        super().__init__(spec, reference_fn, floor_fn, modes, classifier)
+        self.x, self.y = train
+        self._samplers: dict[int, EpochSampler] = {}
+
+    def batch(self, step: int, seed: int, rank: int, world: int, local_batch: int, device) -> Batch:
+        sampler = self._samplers.setdefault(seed, EpochSampler(len(self.x), seed))
+        idx = sampler.indices(step * local_batch * world + rank * local_batch, local_batch)
+        return Batch(x=self.x[idx].to(device), y=self.y[idx].to(device), step=step,
+                     random=StepRandom(seed, step, rank, world, local_batch, device))
 
 
 def as_float(x) -> Tensor:

@@ -2,9 +2,9 @@
 
 For every (weights, NFE) series and guidance scale of the sweep (``bench.evaluation.sweep``), every rank
 samples its shard of the point (``bench.evaluation.shard``; sample i: noise seed ``eval.seed + i``, label
-``labels[i]``), decodes it where the data source has a ``decode`` hook, streams it through the metrics'
-feature extractors and, when asked, into its part of the ADM ``.npz``; features are gathered to rank 0,
-which computes the metrics, runs the memorisation check and rewrites the record after each point.
+``labels[i]``), decodes it where the data source has a ``decode`` hook (latents), streams it through the
+metrics' feature extractors and, when asked, into its part of the ADM ``.npz``; features are gathered to
+rank 0, which computes the metrics, runs the memorisation check and rewrites the record after each point.
 Points already in the record (same weights, NFE, guidance, samples, seed, checkpoint and metrics) are
 skipped, so an interrupted evaluation resumes.
 
@@ -139,12 +139,6 @@ def record_sweep(ctx: EvalContext, w: str, nfe: int, stages: list[list[Point]]) 
         print(f"  best {metric} {entry['best_value']:.4g} at guidance {entry['best_guidance']:g} ({w}, NFE {nfe})")
 
 
-def _decode_kwargs(data) -> dict:
-    """A data source with a ``decode`` hook (latents -> images) hands it to ``generate``."""
-    decode = getattr(data, "decode", None)
-    return {"decode": decode} if decode is not None else {}
-
-
 def evaluate_point(ctx: EvalContext, point: Point) -> None:
     spec, env, ev = ctx.spec, ctx.env, ctx.spec.eval
     w, nfe, g, n = point
@@ -174,7 +168,7 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
     gen = generate(spec.method, ctx.net(w), len(rows), ev.seed + rows.start, nfe, g, ev.batch_size,
                    labels=None if labels is None else labels[rows.start:rows.stop],
                    latency_repeats=ev.latency_repeats if env.is_main else 0, on_batch=on_batch, keep=keep,
-                   **_decode_kwargs(spec.data))
+                   decode=getattr(spec.data, "decode", None))
     local = {"n": len(rows), "rows": gen.nfe_measured * len(rows), "sample_seconds": gen.timing["sample_seconds"],
              "feature_seconds": dict(evaluation.seconds)}
     evaluation.gather(lambda t: gather_rows(t, env))
@@ -241,7 +235,7 @@ def _memorisation(ctx: EvalContext, point: Point, samples) -> dict | None:
         return None
     path = ctx.run_dir / artifacts.memorisation_name(*point, ctx.step)
     info = {"extractor": ev.memorisation_features, "similarity": "cosine"}
-    return memorisation.write_grid(path, queries, *found, spec.data, spec.data.spec.value_range, info)
+    return memorisation.write_grid(path, queries, *found, ctx.bank.get, spec.data.spec.value_range, info)
 
 
 def memorisation_extractor(spec, env: DistEnv) -> Callable:

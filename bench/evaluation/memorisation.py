@@ -26,17 +26,27 @@ from methods.harness.dist import DistEnv
 Extract = Callable[[Tensor], Tensor]
 
 
-def training_images(data) -> tuple[int, Callable[[int, int], Tensor]]:
+def training_images(data, device="cpu") -> tuple[int, Callable[[int, int], Tensor]]:
     """(count, ``get(start, stop) -> images``) of a data source's training images: in-memory sources
-    (``data.x``) or a ``torch.utils.data`` dataset of (image, label) (``data.dataset``)."""
+    (``data.x``), or the items ``(i, 0)`` of a DataLoader source's dataset (``bench/data/loader.py``), mapped
+    to model values and, for latents (``spec.decoded_shape``), decoded to images on ``device``."""
     x = getattr(data, "x", None)
     if isinstance(x, Tensor):
         return len(x), lambda s, e: x[s:e]
-    ds = getattr(data, "dataset", None)
-    if ds is not None:
-        return len(ds), lambda s, e: torch.stack([torch.as_tensor(ds[i][0]) for i in range(s, e)])
-    raise ValueError(f"data '{data.spec.name}' exposes no training images (data.x or data.dataset) for the "
-                     f"memorisation check")
+    make = getattr(data, "dataset_for", None)
+    if make is None:
+        raise ValueError(f"data '{data.spec.name}' exposes no training images for the memorisation check")
+    from torch.utils.data import DataLoader
+
+    dataset = make(0)
+    decode = getattr(data, "decode", None) if data.spec.decoded_shape else None
+
+    def get(s: int, e: int) -> Tensor:
+        loader = DataLoader(dataset, batch_size=e - s, sampler=[(i, 0) for i in range(s, e)], collate_fn=data.collate)
+        images = data.to_model(next(iter(loader))[0].to(device))
+        return (decode(images) if decode is not None else images).float().cpu()
+
+    return data.n, get
 
 
 def embed(extract: Extract, x: Tensor, batch: int) -> Tensor:
@@ -47,7 +57,7 @@ class TrainBank:
     """This rank's share of the training set, embedded once."""
 
     def __init__(self, data, extract: Extract, env: DistEnv, batch: int = 256):
-        n, get = training_images(data)
+        n, get = training_images(data, env.device)
         self.rows, self.get, self.total = shard(n, env), get, n
         parts = [embed(extract, get(s, min(s + batch, self.rows.stop)), batch)
                  for s in range(self.rows.start, self.rows.stop, batch)]
@@ -94,9 +104,10 @@ def _columns(total: int, world: int, k: int) -> list[int]:
     return [min(k, total * (r + 1) // world - total * r // world) for r in range(world)]
 
 
-def write_grid(path: Path, queries: Tensor, sims: Tensor, idx: Tensor, data, value_range, info: dict) -> dict:
-    """Write the ``.npz`` the report draws; returns the record's summary of the check."""
-    _, get = training_images(data)
+def write_grid(path: Path, queries: Tensor, sims: Tensor, idx: Tensor, get: Callable[[int, int], Tensor],
+               value_range, info: dict) -> dict:
+    """Write the ``.npz`` the report draws (training images read by ``get``, as ``TrainBank.get``); returns
+    the record's summary of the check."""
     flat = idx.reshape(-1).tolist()
     neighbours = torch.cat([get(i, i + 1) for i in flat])
     m, k = idx.shape

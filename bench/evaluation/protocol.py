@@ -14,7 +14,7 @@ ADM_REFERENCES = {64: "VIRTUAL_imagenet64_labeled.npz", 128: "VIRTUAL_imagenet12
 
 def image_shape(data) -> tuple[int, ...]:
     """The shape of one sample as the metrics see it: decoded images where the source decodes latents."""
-    return tuple(getattr(data, "image_shape", data.spec.shape))
+    return tuple(data.spec.decoded_shape or data.spec.shape)
 
 
 def checkpoint_choice(value: str) -> str | int:
