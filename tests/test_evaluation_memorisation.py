@@ -100,3 +100,18 @@ def test_clip_features_from_a_local_folder_and_the_offline_refusal(tmp_path):
     assert "\n" not in str(e.value) and "eval.memorisation_features=clip:PATH" in str(e.value)
     with pytest.raises(ValueError, match="choose clip, clip:HUB_ID_OR_PATH or inception"):
         clip.source("dino")
+
+
+def test_a_dataloader_source_serves_its_training_images(tmp_path):
+    from bench.data import build_data
+    from tests.imagenet_fixtures import write_imagefolder
+
+    data = build_data({"name": "imagenet_pixel", "root": str(write_imagefolder(tmp_path / "imagenet")),
+                       "num_classes": 3, "resolution": 16, "any_resolution": True, "augment": False, "num_workers": 0})
+    n, get = memorisation.training_images(data)
+    x = get(0, 5)
+    assert n == 18 and x.shape == (5, 3, 16, 16) and x.min() >= -1 and x.max() <= 1
+    extract = tiny_extractor()
+    bank = memorisation.TrainBank(data, extract, DistEnv(), batch=4)
+    sims, idx = memorisation.nearest_training(get(7, 8), bank, extract, DistEnv(), k=2)
+    assert idx[0, 0] == 7 and sims[0, 0] == pytest.approx(1.0, abs=1e-5)

@@ -24,7 +24,7 @@ from bench.metrics.prdc import precision_recall
 from bench.metrics.reference import statistics
 
 
-def random_inception(path: Path, seed: int = 0) -> str:
+def random_inception(path: Path, seed: int = 0) -> Path:
     """torch-fidelity's Inception with random weights, its batch-norm statistics set from one batch of
     random images layer by layer (activations of order one through all 94 convolutions); saved to ``path``."""
     torch.manual_seed(seed)
@@ -41,7 +41,7 @@ def random_inception(path: Path, seed: int = 0) -> str:
     for h in hooks:
         h.remove()
     torch.save(net.state_dict(), path)
-    return str(path)
+    return Path(path)
 
 
 def _sync(device: torch.device) -> None:
@@ -78,7 +78,7 @@ def main() -> int:
 
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as d:
-        weights = args.weights or random_inception(Path(d) / "inception.pth")
+        weights = str(args.weights or random_inception(Path(d) / "inception.pth"))
         net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
                                           feature_extractor_weights_path=weights).to(device).eval()
     gen, logits, t_gen = features(net, args.samples, args.size, args.batch, device, 0)
