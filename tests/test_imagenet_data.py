@@ -22,8 +22,8 @@ def root(tmp_path_factory):
 
 
 def pixel(root, **kw):
-    cfg = {"name": "imagenet_pixel", "root": None if root is None else str(root), "num_classes": 3, "resolution": 16, "any_resolution": True,
-           "num_workers": 0, **kw}
+    cfg = {"name": "imagenet_pixel", "root": None if root is None else str(root), "num_classes": 3, "resolution": 16,
+           "any_resolution": True, "num_workers": 0, **kw}
     return build_data(cfg)
 
 

@@ -15,17 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from torchvision.transforms import InterpolationMode, RandomResizedCrop
 from torchvision.transforms import functional as F
 
 from methods.noise import mix_seed
 
 STREAM = 0xA06       # the augmentation's key, apart from every other keyed draw
-
-
-def keyed_generator_seed(seed: int, index: int) -> int:
-    return mix_seed(seed, STREAM, index)
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ class KeyedAugment:
 
     def __call__(self, image, seed: int, index: int):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(keyed_generator_seed(seed, index))
+            torch.manual_seed(mix_seed(seed, STREAM, index))
             if self.crop:
                 top, left, h, w = RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
                 image = F.resized_crop(image, top, left, h, w, [self.size, self.size],
@@ -49,7 +44,3 @@ class KeyedAugment:
             if float(torch.rand(())) < self.flip:
                 image = F.hflip(image)
         return image
-
-
-def flip_pil(image: Image.Image) -> Image.Image:
-    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

@@ -50,6 +50,12 @@ class ImageNetLatentConfig:
     decode_batch: int = 32             # latents per VAE decoder call at evaluation
     any_resolution: bool = False       # tests only: any multiple of 8
 
+    def spec(self) -> DataSpec:
+        """The spec from the config alone (no disk access: e.g. parameter counts without a cache)."""
+        r = self.resolution // FACTOR
+        return DataSpec(name=self.name, shape=(4, r, r), num_classes=self.num_classes, kind="images",
+                        value_range=(-1.0, 1.0), decoded_shape=(3, self.resolution, self.resolution))
+
 
 BUILD_KEYS = ("root", "split", "resolution", "num_classes", "cache", "vae", "posterior", "any_resolution")
 
@@ -110,10 +116,7 @@ def half_to_float(x: Tensor) -> Tensor:
 
 class LatentSource(LoaderSource):
     def __init__(self, cfg: ImageNetLatentConfig, manifest: dict, labels: np.ndarray, vae, ref_root: str | None):
-        r = cfg.resolution // FACTOR
-        spec = DataSpec(name=cfg.name, shape=(4, r, r), num_classes=cfg.num_classes, kind="images",
-                        value_range=(-1.0, 1.0), decoded_shape=(3, cfg.resolution, cfg.resolution))
-        folder = Path(cfg.cache)
+        spec, folder = cfg.spec(), Path(cfg.cache)
         ref = (cfg.reference_split, cfg.resolution, cfg.num_classes)
 
         def reference(n: int, offset: int = 0):

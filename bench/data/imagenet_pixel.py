@@ -43,6 +43,11 @@ class ImageNetPixelConfig:
     prefetch: int = 4                  # batches each worker loads ahead
     any_resolution: bool = False       # tests only: allow any data.resolution
 
+    def spec(self) -> DataSpec:
+        """The spec from the config alone (no disk access: e.g. parameter counts without ImageNet)."""
+        return DataSpec(name=self.name, shape=(3, self.resolution, self.resolution), num_classes=self.num_classes,
+                        kind="images", value_range=(-1.0, 1.0))
+
 
 class CropDataset(Dataset):
     """Items ``(index, k)`` -> ``(uint8 [3, R, R], label)``: keyed augmentation (``augment``), or the ADM
@@ -70,8 +75,7 @@ def load_centre_crops(folder: Folder, resolution: int, indices: list[int], worke
     """Centre crops (no flip) of ``indices`` as float [-1, 1] ``[n, 3, R, R]`` and labels, decoded by workers."""
     data = CropDataset(folder, resolution, seed=0, augment=False, flip=False)
     loader = DataLoader(data, batch_size=64, sampler=[(i, 0) for i in indices], num_workers=workers)
-    xs, ys = zip(*loader) if indices else ((torch.empty(0, 3, resolution, resolution, dtype=torch.uint8),),
-                                           (torch.empty(0, dtype=torch.long),))
+    xs, ys = zip(*loader)
     return uint8_to_unit(torch.cat(xs)), torch.cat(ys)
 
 
@@ -85,6 +89,8 @@ def split_reference(root: str, split: str, resolution: int, num_classes: int, n:
         raise FileNotFoundError(f"{e.args[0]} (the reference images; or set eval.reference=PATH.npz, an ADM "
                                 f"reference batch)") from None
     total = len(folder)
+    if n < 1:
+        raise ValueError(f"a reference set needs n >= 1 images, got {n}")
     if offset >= total:
         raise ValueError(f"data.root={root}: {split}/ holds {total} images, too few for a second, disjoint "
                          f"sample of {n} (the floor)")
@@ -96,9 +102,9 @@ def build_imagenet_pixel(cfg: ImageNetPixelConfig) -> LoaderSource:
     check_resolution(cfg.resolution, cfg.any_resolution)
     root = str(imagenet_root(cfg.root))
     folder = scan(root, cfg.split, cfg.num_classes)
-    spec = DataSpec(name=cfg.name, shape=(3, cfg.resolution, cfg.resolution), num_classes=cfg.num_classes,
-                    kind="images", value_range=(-1.0, 1.0))
+    spec = cfg.spec()
     ref = (root, cfg.reference_split, cfg.resolution, cfg.num_classes)
     return LoaderSource(spec, len(folder), lambda seed: CropDataset(folder, cfg.resolution, seed, cfg.augment),
-                        cfg.num_workers, cfg.prefetch, reference_fn=lambda n: split_reference(*ref, n, 0, cfg.num_workers),
+                        cfg.num_workers, cfg.prefetch,
+                        reference_fn=lambda n: split_reference(*ref, n, 0, cfg.num_workers),
                         floor_fn=lambda n: split_reference(*ref, n, n, cfg.num_workers))

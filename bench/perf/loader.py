@@ -121,7 +121,8 @@ def main() -> None:
           f"parameters, {len(spec.images)} images, batch 16")
     execute(spec)
     for w in args.workers:
-        rate = loader_rate(build_data({"name": "imagenet_latent", **data, "num_workers": w}), args.batch * 8, args.steps)
+        latents = build_data({"name": "imagenet_latent", **data, "num_workers": w})
+        rate = loader_rate(latents, args.batch * 8, args.steps)
         print(f"latent cache workers={w}: {rate:10.1f} images/s ({rate / max(w, 1):.1f} per worker)")
 
 if __name__ == "__main__":

@@ -135,7 +135,7 @@ def execute(spec: CacheSpec) -> Path:
             mine_done.add(chunk)
             lc.mark_done(folder, spec.share, spec.shares, mine_done)
     wall = time.perf_counter() - t_start
-    print(f"{folder}: {n_images} images in {wall:.1f} s ({n_images / wall:.1f} images/s; VAE alone "
-          f"{n_images / max(vae_seconds, 1e-9):.1f} images/s = {2 * n_images / max(vae_seconds, 1e-9):.1f} encodes/s); "
+    print(f"{folder}: {n_images} images in {wall:.1f} s ({n_images / wall:.3g} images/s; VAE alone "
+          f"{n_images / max(vae_seconds, 1e-9):.3g} images/s = {2 * n_images / max(vae_seconds, 1e-9):.3g} encodes/s); "
           f"{len(lc.done_chunks(folder))} of {total} chunks built")
     return folder
