@@ -50,7 +50,8 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def features(net, n: int, size: int, batch: int, device: torch.device, seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+def features(net, n: int, size: int, batch: int, device: torch.device,
+             seed: int) -> tuple[torch.Tensor, torch.Tensor, float]:
     g = torch.Generator(device=device).manual_seed(seed)
     pool, logits = [], []
     net(torch.randint(0, 256, (min(batch, n), 3, size, size), generator=g, device=device, dtype=torch.uint8))  # warm-up

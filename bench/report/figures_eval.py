@@ -81,8 +81,9 @@ def guidance_curves(summary: pd.DataFrame, colors: dict, where: str, coarse: lis
 def training_curve(evals_by_run: dict[str, list[dict]], labels: dict[str, str], colors: dict,
                    where: str) -> Figure | None:
     """The leading metric against the checkpoint's training step, one line per (run, point)."""
-    rows = [{"run_id": rid, "label": labels[rid], "step": ev["step"], "point": (ev["weights"], ev["nfe"], ev["guidance"]),
-             **ev["metrics"]} for rid, evs in evals_by_run.items() for ev in evs]
+    rows = [{"run_id": rid, "label": labels[rid], "step": ev["step"],
+             "point": (ev["weights"], ev["nfe"], ev["guidance"]), **ev["metrics"]}
+            for rid, evs in evals_by_run.items() for ev in evs]
     if not rows:
         return None
     df = pd.DataFrame(rows)

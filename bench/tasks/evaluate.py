@@ -77,9 +77,10 @@ def execute(espec: EvaluateSpec) -> Path:
     ema = EMASet(net, spec.train.ema)
     record = None
     if env.is_main:
+        params = {"network": count_parameters(net),
+                  "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad)}
         record = rec.read(rec_path) if rec_path.exists() else rec.new_record(
-            spec.run_id, spec.config, environment(env, spec.train.precision),
-            {"network": count_parameters(net), "trainable": sum(p.numel() for p in net.parameters() if p.requires_grad)})
+            spec.run_id, spec.config, environment(env, spec.train.precision), params)
     nets = lambda w: net if w == "raw" else ema.model(w)       # noqa: E731
     for path in espec.checkpoints:
         step = load_weights(path, net, ema, spec.method, env.device)
