@@ -5,7 +5,9 @@ The report reads them with numpy and json only (it never imports torch):
 - ``train_log.jsonl``: one JSON row per log interval (step, images, loss, lr, grad_norm, images_per_s,
   wall_s and the method's diagnostics), written by ``methods/harness/trainer.py``;
 - ``samples_<weights>_nfe<N>_g<G>.npy``: the evaluated samples of one evaluation point;
-- ``reference.npy``: the first rows of the data's reference set, drawn as the backdrop of sample plots.
+- ``reference.npy``: the first rows of the data's reference set, drawn as the backdrop of sample plots;
+- ``adm/samples_<point>.npz``: an evaluation point's samples for the ADM evaluator (``eval.adm_samples``);
+- ``memorisation_<point>.npz``: generated images beside their nearest training images (``eval.memorisation``).
 """
 from __future__ import annotations
 
@@ -23,6 +25,19 @@ _SAMPLES = re.compile(r"samples_(?P<weights>.+)_nfe(?P<nfe>\d+)_g(?P<guidance>[0
 
 def samples_name(weights: str, nfe: int, guidance: float) -> str:
     return f"samples_{weights}_nfe{nfe}_g{guidance:g}.npy"
+
+
+def point_name(weights: str, nfe: int, guidance: float, n: int, step: int | None) -> str:
+    """An evaluation point with its sample count and checkpoint step (None: the run's final weights)."""
+    return f"{weights}_nfe{nfe}_g{guidance:g}_n{n}" + ("" if step is None else f"_step{step}")
+
+
+def adm_samples_name(weights: str, nfe: int, guidance: float, n: int, step: int | None) -> str:
+    return f"samples_{point_name(weights, nfe, guidance, n, step)}.npz"
+
+
+def memorisation_name(weights: str, nfe: int, guidance: float, n: int, step: int | None) -> str:
+    return f"memorisation_{point_name(weights, nfe, guidance, n, step)}.npz"
 
 
 def parse_samples_name(name: str) -> tuple[str, int, float] | None:

@@ -40,18 +40,30 @@ class EvalConfig:
     cache_dir: str | None = None          # metric caches; null: $DRIFTBENCH_CACHE or ~/.cache/driftbench
     feature_batch_size: int = 250         # samples per feature-extractor call
     kid_subset_size: int = 1000
-    save_samples: int | None = None       # samples saved per evaluation point (null: all)
+    save_samples: int | None = None       # samples saved per evaluation point (null: all; rank 0's share)
     precision: str = "train"              # train (the run's training precision) | fp32 | bf16
     compile: bool = False                 # torch.compile of the sampled network (bench/sampling_fast.py)
     cuda_graphs: bool = False             # CUDA graphs for the sampler (CUDA only)
     throughput_repeats: int = 3           # full evaluation batches timed at least (median and spread)
+    # The evaluation protocol at scale (bench/evaluation/): labels, guidance sweep, ADM samples, memorisation
+    labels: str = "balanced"              # balanced | blocks | PATH (bench/evaluation/labels.py)
+    guidance_grid: str | None = None      # release | ablation | cfg: replaces eval.guidance (bench/evaluation/sweep.py)
+    search: str = "grid"                  # grid | coarse_to_fine
+    search_samples: int = 5000            # samples per scale in the coarse stage of coarse_to_fine
+    search_metric: str | None = None      # minimised by the sweep; null: fid where measured, else the first distance
+    quantize: str = "round"               # samples -> uint8 for image metrics: round | floor (ADM, the release)
+    adm_samples: bool = False             # write each point's samples as the ADM evaluator's .npz
+    memorisation: int = 0                 # generated images checked against their nearest training images (0: off)
+    memorisation_k: int = 10              # nearest training images per generated one (the paper: 10)
+    memorisation_features: str = "clip"   # clip | clip:HUB_ID_OR_PATH | inception (bench/evaluation/clip.py)
+    checkpoints: str = "last"             # task=evaluate: last | all | K (the K newest kept checkpoints)
 
     def metric_options(self, device: str = "cpu"):
         from bench.metrics import MetricOptions
 
         return MetricOptions(device=str(device), feature_batch_size=self.feature_batch_size, cache_dir=self.cache_dir,
                              inception_weights=self.inception_weights, reference=self.reference,
-                             kid_subset_size=self.kid_subset_size)
+                             kid_subset_size=self.kid_subset_size, quantize=self.quantize)
 
     def sampling_options(self, train_precision: str):
         """How the sampler runs; ``precision: train`` samples in ``train_precision`` (bf16 or fp32)."""
@@ -199,6 +211,8 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     from methods.backbones import build_backbone
     from methods.base import NFEError
     from methods.harness.dist import env_rank_world, select_device
+    from bench.evaluation.protocol import check_protocol
+    from bench.evaluation.sweep import scales_of
     from methods.harness.fast_path import check_switches
     from methods.registry import backbone_class, method_class
 
@@ -237,8 +251,9 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     for w in ev.weights:
         if w not in ema_names:
             raise ConfigError(f"eval.weights: '{w}' is not kept by this run; choose from: {', '.join(ema_names)}")
+    scales = _build("eval", scales_of, ev.guidance, ev.guidance_grid)
     for nfe in nfes:
-        for g in ev.guidance:
+        for g in scales:
             try:
                 method.check_nfe(nfe, g)
             except NFEError as e:
@@ -253,7 +268,8 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     if unknown:
         raise ConfigError(f"eval.metrics: unknown {unknown}; choose from: {', '.join(metric_names())}")
     _build("eval.metrics", check_metrics, metrics, data, options)
-    points = [(w, n, float(g)) for w in ev.weights for n in nfes for g in ev.guidance]
+    _build("eval", check_protocol, ev, method, data, metrics, world)
+    points = [(w, n, float(g)) for w in ev.weights for n in nfes for g in scales]
     return RunSpec(config=plain, run_id=run_id_of(choices, top), top=top, method=method, model=plain["model"],
                    data=data, train=train, eval=ev, points=points, metrics=metrics)
 

@@ -53,9 +53,10 @@ class Preemption:
             trainer.stop_reason = f"preempted ({name}); checkpoint written, the job requeues"
 
     def between_points(self) -> None:
-        """Between evaluation points (rank 0 alone): hand over at once if a signal came (the record holds
-        every finished point, the requeued job evaluates the rest)."""
-        if self.caught is not None:
+        """Between evaluation points (every rank evaluates, so they agree, as the training hook does):
+        hand over at once if a signal came (the record holds every finished point, the requeued job
+        evaluates the rest)."""
+        if self.previous and any_true(self.caught is not None, self.env):
             self.finish()
 
     def finish(self) -> None:

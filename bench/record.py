@@ -12,7 +12,9 @@ Schema 1::
               lost_wall_seconds (training time redone after kills)
     params    parameter counts: network, trainable
     geometry  batch geometry, images and epochs seen, data/VAE/encoder hashes (bench/geometry.py; optional)
-    evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing}]
+    evals     [{weights, nfe, nfe_measured, guidance, n_samples, seed, metrics, metric_sources, timing,
+               checkpoint_step, labels, adm_samples, adm_evaluator, memorisation}]  (the last five optional)
+    sweeps    optional: the guidance sweeps, best scale per (weights, nfe, checkpoint) (bench/evaluation/sweep.py)
     train_history  (optional) summaries of earlier trainings replaced by ``train.retrain=true``
 
 Non-finite numbers (a diverged loss, an infinite distance) are written as the strings ``"nan"``,
@@ -38,7 +40,7 @@ TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections th
 # change float rounding only: a run may resume on another machine with other kernels; the data loader's
 # settings change how fast data loads, not what; retrain says what to do when the checkpoint is gone).
 BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes", "accum_steps", "tf32",
-                         "compile", "fused_adamw", "channels_last", "retrain"),
+                         "compile", "fused_adamw", "channels_last", "retrain", "keep_checkpoints"),
                "data": ("num_workers", "prefetch", "decode_batch")}
 
 
@@ -156,11 +158,14 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def eval_key(ev: dict) -> tuple:
-    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed")
+    """(weights, nfe, guidance, n_samples, seed, checkpoint_step); the step is None for the run's final
+    weights and the training step of an earlier checkpoint (``task=evaluate eval.checkpoints=...``)."""
+    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed"), ev.get("checkpoint_step")
 
 
-def find_eval(rec: dict, key: tuple) -> dict | None:
-    return next((ev for ev in rec["evals"] if eval_key(ev) == key), None)
+def find_eval(rec: dict, key: tuple, step: int | None = None) -> dict | None:
+    """The entry of point ``key`` = (weights, nfe, guidance, n_samples, seed) at checkpoint ``step``."""
+    return next((ev for ev in rec["evals"] if eval_key(ev) == (*key, step)), None)
 
 
 def upsert_eval(rec: dict, entry: dict) -> None:

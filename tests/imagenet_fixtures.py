@@ -48,27 +48,8 @@ def tiny_vae(path: Path, seed: int = 0) -> Path:
 
 
 def random_inception(path: Path, seed: int = 0) -> Path:
-    """A state dict of torch-fidelity's Inception (the FID network) with random weights (its constructor
-    would download the real ones: here it is given none and keeps its initialisation)."""
-    from unittest import mock
+    """A state dict of torch-fidelity's Inception (the FID network) with random weights and batch-norm
+    statistics set from one batch of random images (``bench.perf.fid_point.random_inception``)."""
+    from bench.perf.fid_point import random_inception as make
 
-    import torch
-    import torch_fidelity.feature_extractor_inceptionv3 as fe
-
-    class Unloaded(fe.FeatureExtractorInceptionV3):
-        def load_state_dict(self, state_dict, strict=True, assign=False):
-            return None
-
-    torch.manual_seed(seed)
-    with mock.patch.object(fe, "load_state_dict_from_url", lambda *a, **k: {}):
-        net = Unloaded("inception-v3-compat", ["2048"])
-    # Randomly initialised, the activations vanish layer by layer (pool3 features ~1e-8, all alike):
-    # set every batch norm's statistics to those of one batch of random images, so features vary.
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        net(torch.randint(0, 256, (8, 3, 64, 64), dtype=torch.uint8))
-    torch.save(net.state_dict(), path)
-    return path
+    return make(path, seed)

@@ -153,15 +153,20 @@ def load_adm_npz(path: str, need_images: bool = True) -> AdmReference:
     return AdmReference(str(p), fid_helper.file_hash(p), mu, sigma, images)
 
 
-def _npz_rows(path: str, key: str) -> int | None:
-    """The first dimension of ``key`` in an .npz, read from its header (the array is not loaded)."""
+def npz_shape(path: str, key: str) -> tuple[int, ...] | None:
+    """The shape of ``key`` in an .npz, read from its header (the array is not loaded)."""
     with zipfile.ZipFile(path) as zf:
         if f"{key}.npy" not in zf.namelist():
             return None
         with zf.open(f"{key}.npy") as f:
             major, _ = np.lib.format.read_magic(f)
             read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape = read(f)[0]
+            return tuple(read(f)[0])
+
+
+def _npz_rows(path: str, key: str) -> int | None:
+    """The first dimension of ``key`` in an .npz (None when absent)."""
+    shape = npz_shape(path, key)
     return shape[0] if shape else None
 
 
@@ -169,8 +174,8 @@ class InceptionExtractor(FidelityExtractor):
     def __init__(self, data, options: MetricOptions):
         w = resolve_weights(options)
         layers = {"features": "2048", **({"logits": "logits_unbiased"} if w.has_logits else {})}
-        super().__init__(NAME, layers, w.path, w.sha256, {"weights_source": w.source}, data.spec.value_range,
-                         options.device)
+        super().__init__(NAME, layers, w.path, w.sha256, {"weights_source": w.source, "quantize": options.quantize},
+                         data.spec.value_range, options.device, quantize=options.quantize)
         self.options = options
 
     def reference(self, data, n_ref: int, need_features: bool = True) -> Reference | None:

@@ -66,6 +66,8 @@ def batches(x, size: int):
 
 def cache_key(ext: Extractor, ref: Reference) -> str:
     fields = {"v": CACHE_VERSION, "extractor": ext.name, "weights": ext.weights_hash, "reference": ref.identity}
+    if getattr(ext, "quantize", "round") != "round":       # float references quantised another way
+        fields["quantize"] = ext.quantize
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:24]
 
 

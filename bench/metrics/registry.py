@@ -34,6 +34,7 @@ class MetricOptions:
     kid_subset_size: int = 1000
     kid_subsets: int = 100
     distance_batch_size: int = 1024        # rows per block of pairwise distances (bounds memory)
+    quantize: str = "round"                # samples -> uint8 for image extractors: round | floor (ADM)
 
     def cache_root(self) -> Path:
         root = self.cache_dir or os.environ.get("DRIFTBENCH_CACHE") or Path.home() / ".cache" / "driftbench"
@@ -174,6 +175,22 @@ class Evaluation:
             self.seconds[name] += time.perf_counter() - t
         self.labels.append(None if y is None else y.detach().cpu())
         self.n += len(x)
+
+    def gather(self, gather_rows: Callable[[Tensor], Tensor | None]) -> None:
+        """Join the features of every process (``bench.evaluation.shard``): ``gather_rows(local)`` returns
+        all processes' rows in sample order on the main process and None elsewhere, where this
+        evaluation then holds nothing (only the main process calls ``finish``)."""
+        for name in self.extractors:
+            for layer in list(self.parts[name]):
+                joined = gather_rows(torch.cat(self.parts[name][layer]))
+                self.parts[name][layer] = [] if joined is None else [joined]
+        if any(l is None for l in self.labels):
+            joined_labels = None
+        else:
+            joined_labels = gather_rows(torch.cat(self.labels))
+        n = gather_rows(torch.tensor([self.n]))
+        self.labels = [joined_labels]
+        self.n = 0 if n is None else int(n.sum())
 
     def finish(self) -> MetricResult:
         from bench.metrics.reference import floor_features, reference_features

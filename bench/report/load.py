@@ -52,6 +52,8 @@ def _eval_rows(record: dict) -> list[dict]:
     }
     rows = []
     for ev in record["evals"]:
+        if ev.get("checkpoint_step") is not None or ev.get("search_stage"):   # drawn over training / guidance only
+            continue
         row = {**base, "weights": ev["weights"], "nfe": int(ev["nfe"]), "nfe_measured": ev["nfe_measured"],
                "guidance": float(ev["guidance"]), "n_samples": ev["n_samples"], "eval_seed": ev.get("seed")}
         row.update({k: ev["timing"].get(k) for k in timing_keys})

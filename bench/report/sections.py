@@ -10,6 +10,7 @@ import pandas as pd
 from bench import suite_manifest as sm
 from bench.report import cost
 from bench.report import figures as fg
+from bench.report import figures_eval as fe
 from bench.report import figures_runs as fr
 from bench.report import load as ld
 from bench.report import metric_info as mi
@@ -29,6 +30,7 @@ class Section:
     summary: tables.Table | None = None
     glance: tables.Table | None = None
     figures: list[fg.Figure] = field(default_factory=list)
+    tables: list[tables.Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     floors: str = ""
 
@@ -119,6 +121,7 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
             sec.figures.append(fig)
     if primary and mi.direction(primary) is None:
         sec.notes.append(f"The leading metric '{primary}' has no known direction: no Pareto front.")
+    fe.add_to_section(sec, summary, evals, results, colors, title)
     runs = evals.drop_duplicates("run_id")[["run_id", "label", "seed"]].to_dict("records")
     curves, no_log = fr.training_curves(runs, results, colors, title)
     if curves:

@@ -22,6 +22,7 @@ TASKS: dict[str, str] = {
     "train": "bench.tasks.train",                        # train (or resume), evaluate, record
     "pretrain_encoder": "bench.tasks.pretrain_encoder",  # MAE feature encoder of feature-space drifting
     "cache_latents": "bench.tasks.cache_latents",        # SD-VAE latent cache of data=imagenet_latent
+    "evaluate": "bench.tasks.evaluate",                  # evaluate a run's kept checkpoints, no training
 }
 # Sections each task reads whose schema imports no torch: checked by ``precheck``.
 LIGHT_SECTIONS: dict[str, tuple[tuple[str, type], ...]] = {

@@ -1,7 +1,8 @@
 """``task=train`` (the default): train (or resume) -> evaluate every pending point -> write the run record.
 
-``prepare`` is ``bench.config.prepare_train``; ``execute`` trains in the shared harness, then samples and
-measures each (weights, NFE, guidance) point not yet in the record, rewriting the record after each one.
+``prepare`` is ``bench.config.prepare_train``; ``execute`` trains in the shared harness, then every process
+evaluates each (weights, NFE, guidance) point not yet in the record (``bench.evaluation.loop``; rank 0
+rewrites the record after each one).
 """
 from __future__ import annotations
 
@@ -10,18 +11,15 @@ import platform
 import socket
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from bench import record as rec
-from bench.artifacts import samples_name, save_reference
 from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the task's prepare)
 from bench.errors import RunError
+from bench.evaluation.loop import EvalContext, evaluate_run, pending_points
 from bench.geometry import batch_geometry
 from bench.jobs import submitted
 from bench.preemption import Preemption
-from bench.metrics import Evaluation
-from bench.sampling import generate
 from bench.tasks import train_guard as guard
 from methods.backbones import build_backbone
 from methods.base import count_parameters
@@ -59,25 +57,6 @@ def check_existing(spec: RunSpec, rec_path: Path, run_dir: Path) -> dict | None:
         raise RunError(f"run '{spec.run_id}' exists with another training config ({'; '.join(diff)}); "
                        f"add tag=NAME for a new run or remove {rec_path} and {run_dir}")
     return stored
-
-
-def pending_points(spec: RunSpec, stored: dict | None) -> list[tuple[str, int, float]]:
-    if stored is None:
-        return spec.points
-    todo = []
-    for w, nfe, g in spec.points:
-        ev = rec.find_eval(stored, (w, nfe, g, spec.eval.num_samples, spec.eval.seed))
-        if ev is None or not set(spec.metrics) <= set(ev["metrics"]):
-            todo.append((w, nfe, g))
-    return todo
-
-
-def eval_labels(spec: RunSpec) -> torch.Tensor | None:
-    """Class labels for conditional sampling: classes in turn, an equal number each (as FID-50K's 50 per
-    class); None for unconditional methods."""
-    if not spec.method.conditional:
-        return None
-    return torch.arange(spec.eval.num_samples) % spec.data.spec.num_classes
 
 
 def waits_for_lock(spec: RunSpec) -> bool:
@@ -128,31 +107,14 @@ def execute(spec: RunSpec) -> Path:
             rec.write_atomic(rec_path, record)
         preemption.finish()
     barrier(env)
-    if not env.is_main:
-        return rec_path
-    record["train"] = vars(summary)
-    record["geometry"] = batch_geometry(spec.config, spec.data, env.world, summary.steps)
-    rec.write_atomic(rec_path, record)
-    for weights, nfe, guidance in todo:
-        preemption.between_points()                       # a signal during evaluation: requeue before the next point
-        net_w = trainer.net if weights == "raw" else trainer.ema.model(weights)
-        print(f"{spec.run_id}: sampling {spec.eval.num_samples} with {weights}, NFE {nfe}, guidance {guidance}")
-        evaluation = Evaluation(spec.metrics, spec.data, spec.eval.num_samples,
-                                spec.eval.metric_options(env.device))
-        gen = generate(spec.method, net_w, spec.eval.num_samples, spec.eval.seed, nfe, guidance,
-                       spec.eval.batch_size, labels=eval_labels(spec), latency_repeats=spec.eval.latency_repeats,
-                       on_batch=evaluation.add, keep=spec.eval.save_samples,
-                       options=spec.eval.sampling_options(trainer.fast.precision),
-                       decode=getattr(spec.data, "decode", None))
-        result = evaluation.finish()
-        rec.upsert_eval(record, {
-            "weights": weights, "nfe": nfe, "nfe_measured": gen.nfe_measured, "guidance": guidance,
-            "n_samples": spec.eval.num_samples, "seed": spec.eval.seed, "metrics": result.values,
-            "metric_sources": result.sources, "timing": {**gen.timing, "metrics_seconds": result.seconds}})
+    if env.is_main:
+        record["train"] = vars(summary)
+        record["geometry"] = batch_geometry(spec.config, spec.data, env.world, summary.steps)
         rec.write_atomic(rec_path, record)
-        np.save(run_dir / samples_name(weights, nfe, guidance), gen.samples.numpy())
-        save_reference(run_dir, lambda: spec.data.reference(spec.eval.num_samples)[0].numpy(), spec.data.spec.kind)
-        shown = ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=n/a" for k, v in result.values.items())
-        print(f"  NFE measured {gen.nfe_measured:g}; {shown}")
-    print(f"Record: {rec_path}")
+    nets = lambda w: trainer.net if w == "raw" else trainer.ema.model(w)       # noqa: E731
+    evaluate_run(EvalContext(spec, env, record if env.is_main else None, rec_path, run_dir, nets,
+                             options=spec.eval.sampling_options(trainer.fast.precision),
+                             before_point=preemption.between_points))
+    if env.is_main:
+        print(f"Record: {rec_path}")
     return rec_path

@@ -26,6 +26,7 @@ class TrainConfig:
     precision: str = "auto"              # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     ckpt_every_steps: int = 500
     ckpt_every_minutes: float = 10.0
+    keep_checkpoints: int = 0            # also keep the last k checkpoints as step_<N>.pt (0: last.pt only)
     log_every: int = 50
     progress: bool = True
     retrain: bool = False                # train task: train again when the record exists but the checkpoint is gone
@@ -49,6 +50,7 @@ class TrainConfig:
              f"train.precision must be auto, fp32 or bf16, got '{self.precision}'"),
             (0 <= self.warmup_steps, f"train.warmup_steps must be >= 0, got {self.warmup_steps}"),
             (self.ckpt_every_steps >= 1, f"train.ckpt_every_steps must be >= 1, got {self.ckpt_every_steps}"),
+            (self.keep_checkpoints >= 0, f"train.keep_checkpoints must be >= 0, got {self.keep_checkpoints}"),
             (self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}"),
             (self.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {self.grad_clip}"),
         ]

@@ -136,6 +136,8 @@ class Trainer:
         if per:
             barrier(self.env)
             rank_state.prune(self.ckpt_path.parent, self.env.rank, self.step)
+        if self.env.is_main:
+            checkpoint.keep_recent(self.ckpt_path, self.step, self.cfg.keep_checkpoints)
 
     def _truncate_log(self) -> None:
         """Drop log rows written after the checkpoint we resume from (they will be written again); the
