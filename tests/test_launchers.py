@@ -79,8 +79,9 @@ def test_doctor_prints_one_line_per_check_and_fails_on_unwritable_results(tmp_pa
     assert all(line.startswith("ok") for line in lines)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert main([f"results_dir={blocker}"]) == 1
+    assert main([f"results_dir={blocker}"]) == 2                 # a refused input (bench.errors): exit 2
     bad = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
-    assert len(bad) == 1 and "results:" in bad[0] and "point results_dir= at a writable folder" in bad[0]
+    assert len(bad) == 2 and "is a file, not a folder" in bad[0]
+    assert "results:" in bad[1] and "point results_dir= at a writable folder" in bad[1]
     assert main(["method=nope"]) == 2
     assert capsys.readouterr().out.startswith("FAIL  config: unknown method 'nope'")

@@ -71,8 +71,11 @@ def execute(spec) -> Path:
 
     module = task_module(spec.top.task)
     waits = getattr(module, "waits_for_lock", None)          # e.g. evaluations of a finished run take turns
-    run_dir = Path(spec.top.results_dir) / "runs" / spec.run_id
+    run_id = getattr(spec, "run_id", None)                   # None: a task without a run (the latent cache,
+    run_dir = Path(spec.top.results_dir) / "runs" / (run_id or "")    # whose shards share its folder by design)
     try:
+        if run_id is None:
+            return module.execute(spec)
         with hold_run(run_dir, wait=bool(waits and waits(spec)), device=spec.top.device):
             return module.execute(spec)
     except (ConfigError, RunError):
