@@ -80,3 +80,43 @@ def test_state_round_trip_and_errors(tmp_path):
     fresh.push(torch.zeros(1, 1, 2, 2), torch.tensor([0]))
     with pytest.raises(ValueError, match="hold no samples"):
         fresh.positives(torch.tensor([3]), 2)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float16", "bfloat16"])
+def test_compact_host_storage_returns_the_float_samples_that_were_pushed(dtype):
+    """uint8 pixels mapped to [-1, 1] (as the image sources do) come back bitwise equal from uint8 storage;
+    halves come back as their rounding; the sampled rows are those float32 storage gives."""
+    from methods.drifting.queue import QueueStorage
+
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randint(256, (40, 3, 4, 4), generator=g, dtype=torch.uint8)
+    x = pixels.float().div_(127.5).sub_(1.0)
+    y = torch.randint(5, (40,), generator=g)
+    ref, compact = SampleQueues(5, 6, 12), SampleQueues(5, 6, 12, QueueStorage("cpu", dtype))
+    for q in (ref, compact):
+        q.push(x, y)
+    key = ((1, 2), range(3, 7))
+    a = ref.positives(torch.tensor([0, 1, 2, 4]), 5, keyed=key)
+    b = compact.positives(torch.tensor([0, 1, 2, 4]), 5, keyed=key)
+    assert compact.classes.buf.dtype == getattr(torch, dtype) and b.dtype == torch.float32
+    expected = a if dtype == "uint8" else a.to(getattr(torch, dtype)).float()
+    assert torch.equal(b, expected)
+    state = compact.state_dict()
+    again = SampleQueues(5, 6, 12, QueueStorage("cpu", dtype))
+    again.load_state_dict(state)
+    assert torch.equal(again.positives(torch.tensor([0, 1, 2, 4]), 5, keyed=key), b)
+    with pytest.raises(ValueError, match="queue_dtype changed"):
+        SampleQueues(5, 6, 12).load_state_dict(state)
+
+
+def test_uint8_queues_are_refused_for_data_that_are_not_uint8_pixels():
+    from methods.base import DataSpec
+    from methods.drifting.method import Drifting
+
+    cfg = Drifting.Config(loss="production", conditional=True, noise_dim=None, queue_dtype="uint8")
+    step = Drifting(cfg).cond_step
+    latents = DataSpec("imagenet_latent", (4, 8, 8), 10, "images", (-1.0, 1.0), decoded_shape=(3, 64, 64))
+    with pytest.raises(ValueError, match="queue_dtype=uint8 stores uint8 pixels"):
+        step.check_data(latents, "")
+    with pytest.raises(ValueError, match="method.queue_device must be one of"):
+        Drifting(Drifting.Config(loss="production", conditional=True, queue_device="gpu"))

@@ -14,10 +14,10 @@ cannot hold a whole step of 4,096-8,192 generated images with every feature map)
 generator, the encoders, the batch and the class count (10) so that every recipe's step runs on a CPU in
 seconds (tested).
 
-Memory note: the class queues hold ``1000 x class_queue`` samples per process on the training device; for
-the pixel recipes that is 1000 x 128 x 3 x 256 x 256 fp32 = 100 GB (the release keeps its banks in host
-memory). Pixel recipes are therefore timed with ``method.class_queue=8`` unless an override says otherwise
-(the queue's size does not change the step's compute).
+Memory note: the class queues hold ``1000 x class_queue`` samples per process; the pixel recipes keep
+them in host memory as the uint8 pixels they were (``method.queue_device=cpu queue_dtype=uint8``: 25 GB
+per process, as the release's host banks). Pixel recipes are timed with ``method.class_queue=8`` unless
+an override says otherwise (the step's compute and transfers do not depend on the queue's size).
 
 Prints per recipe: the per-rank geometry, steps/s and generated (or trained) images/s after warm-up
 (device synchronised), peak memory (CUDA: max allocated; CPU: the process's peak resident set), and the

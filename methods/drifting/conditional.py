@@ -40,7 +40,7 @@ from methods.drifting.features import feature_drift_loss, feature_vectors
 from methods.drifting.guidance import alpha_from_uniforms, check_alpha_law, unconditional_weight
 from methods.drifting.loss import DriftLossOptions
 from methods.drifting.mae import load_encoder
-from methods.drifting.queue import SampleQueues
+from methods.drifting.queue import DEVICES as QUEUE_DEVICES, DTYPES as QUEUE_DTYPES, QueueStorage, SampleQueues
 from methods.harness.dist import gather_rows
 from methods.noise import keyed_rand, keyed_randint, keyed_randn, keyed_rows
 
@@ -60,6 +60,10 @@ class ConditionalStep:
             (cfg.unc_per_class >= 0, f"method.unc_per_class must be >= 0, got {cfg.unc_per_class}"),
             (cfg.class_queue >= 1 and cfg.global_queue >= 1, "method.class_queue and method.global_queue must be >= 1"),
             (cfg.queue_fill in QUEUE_FILLS, f"method.queue_fill must be one of {list(QUEUE_FILLS)}, got '{cfg.queue_fill}'"),
+            (cfg.queue_device in QUEUE_DEVICES, f"method.queue_device must be one of {list(QUEUE_DEVICES)}, got "
+                                                f"'{cfg.queue_device}'"),
+            (cfg.queue_dtype in QUEUE_DTYPES, f"method.queue_dtype must be one of {list(QUEUE_DTYPES)}, got "
+                                              f"'{cfg.queue_dtype}'"),
             (cfg.encoder_path is not None or cfg.raw_loss,
              "method.raw_loss=false needs a feature encoder: set method.encoder_path"),
             (all(s >= 2 for s in cfg.patch_sizes), f"method.patch_sizes must be >= 2, got {cfg.patch_sizes}"),
@@ -86,6 +90,10 @@ class ConditionalStep:
         """Fail before training: labels present, encoder checkpoint present, matching and as expected."""
         if spec.num_classes < 1:
             raise ValueError(f"method.conditional=true needs labelled data; '{spec.name}' has no classes")
+        if self.cfg.queue_dtype == "uint8" and (spec.kind != "images" or spec.decoded_shape is not None
+                                                 or spec.value_range != (-1.0, 1.0)):
+            raise ValueError(f"method.queue_dtype=uint8 stores uint8 pixels mapped to [-1, 1]; data '{spec.name}' "
+                             f"is not such images: use float16 or float32")
         if self.cfg.convnext is not None and self.convnext is None:
             from methods.drifting.convnext import load_convnext
             if tuple(spec.shape[:1]) != (3,) or spec.decoded_shape is not None:
@@ -112,7 +120,8 @@ class ConditionalStep:
             raise ValueError("the generator was asked for style indices but exposes no style_shape")
         self.style_shape = tuple(style_shape) if self.wants_style else None
         self.num_classes = spec.num_classes
-        self.queues = SampleQueues(spec.num_classes, self.cfg.class_queue, self.cfg.global_queue)
+        self.queues = SampleQueues(spec.num_classes, self.cfg.class_queue, self.cfg.global_queue,
+                                   QueueStorage(self.cfg.queue_device, self.cfg.queue_dtype))
         if self._pending_state is not None:
             self.queues.load_state_dict(self._pending_state)
 

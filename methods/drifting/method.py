@@ -75,6 +75,8 @@ class Drifting:
         class_queue: int = 128
         global_queue: int = 1000
         queue_fill: str = "global"          # global: every process pushes the global batch | local (release)
+        queue_device: str = "same"          # same (the training device) | cpu (host memory, as the release)
+        queue_dtype: str = "float32"        # float32 | float16 | bfloat16 | uint8 (images from uint8 pixels)
         cfg: bool = True                    # training-time CFG: alpha-conditioned generator
         alpha_min: float = 1.0
         alpha_max: float = 4.0
