@@ -9,8 +9,9 @@
   Throughput at the evaluation batch is the median (and range) over full batches, with extra repeats of
   one batch when the pass has fewer than ``throughput_repeats``; batch-1 latency is the median (and range)
   of ``latency_repeats`` calls after a warm-up call. A ``decode`` step (VAE) is timed apart and added in
-  ``total_seconds_per_image``. Only the sampling calls are timed: ``on_batch`` (metric feature
-  extraction, streaming) runs outside the clock.
+  ``total_seconds_per_image``, and at batch 1 in ``latency_batch1_total_seconds`` (PROTOCOLS.md "Timing":
+  latent models include the decode and report it separately). Only the sampling calls are timed:
+  ``on_batch`` (metric feature extraction, streaming) runs outside the clock.
 """
 from __future__ import annotations
 
@@ -125,7 +126,12 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
     nfe_measured = counter.rows / n
     while len(rates) < opts.throughput_repeats:             # repeats of one full evaluation batch
         rates.append(full / timed(lambda: run(chunks[0]))[1])
-    latencies = [timed(lambda: run(slice(0, 1)))[1] for _ in range(latency_repeats + 1)][1:]   # first: warm-up
+
+    def latency() -> tuple[float, float]:        # batch 1: sampling, then decoding (0 without a decode)
+        x, dt = timed(lambda: run(slice(0, 1)))
+        return dt, timed(lambda: decode(x))[1] if decode is not None else 0.0
+    lat = [latency() for _ in range(latency_repeats + 1)][1:]     # first: warm-up
+    latencies = [s for s, _ in lat]
     timing = {
         "sample_seconds": round(seconds, 6),
         "seconds_per_image": seconds / n,
@@ -134,6 +140,7 @@ def generate(method: Method, net: nn.Module, n: int, seed: int, nfe: int, guidan
         "batch_size": full,
         "latency_batch1_seconds": statistics.median(latencies) if latencies else None,
         "latency_batch1": spread(latencies),
+        "latency_batch1_total_seconds": statistics.median(s + d for s, d in lat) if lat and decode is not None else None,
         "latency_repeats": latency_repeats,
         "decode_seconds": round(decode_seconds, 6) if decode is not None else None,
         "total_seconds_per_image": (seconds + decode_seconds) / n,    # sampling + decoding

@@ -96,3 +96,22 @@ def test_latent_path_caches_trains_decodes_and_scores_against_an_adm_batch(root,
     fid_run = json.loads((results / "records" / "drifting-imagenet_latent-dit_tiny-s0.json").read_text())["evals"][0]
     assert fid_run["metrics"]["fid"] > 0
     assert "ADM reference batch adm.npz" in fid_run["metric_sources"]["fid"]["reference"]
+
+
+def test_the_train_task_lets_the_loader_workers_go_before_it_evaluates(root, results, monkeypatch):
+    import multiprocessing
+
+    from bench.tasks import train as train_task
+
+    before, at_evaluation, evaluate_run = set(multiprocessing.active_children()), {}, train_task.evaluate_run
+
+    def spy(ctx):                  # the real evaluation, after noting which training processes are still alive
+        at_evaluation["workers"] = set(multiprocessing.active_children()) - before
+        return evaluate_run(ctx)
+    monkeypatch.setattr(train_task, "evaluate_run", spy)
+    spec = prepare(compose_config([*PIXEL, f"data.root={root}", "method=flow", "train.steps=2", "eval.nfe=[1]",
+                                   "eval.num_samples=2", "eval.batch_size=2", "eval.metrics=[]",
+                                   "eval.latency_repeats=0", f"results_dir={results}"]))
+    assert spec.data.num_workers == 2
+    execute(spec)
+    assert at_evaluation["workers"] == set()

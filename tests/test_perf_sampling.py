@@ -6,15 +6,15 @@ from bench.perf import sampling
 
 def test_sampling_perf_writes_latency_and_throughput_per_mode(tmp_path, capsys):
     out = tmp_path / "s.json"
-    assert sampling.main(["--recipe", "tiny", "--device", "cpu", "--precision", "fp32", "--batch", "4", "--n", "8",
-                          "--repeats", "2", "--modes", "eager", "--out", str(out)]) == 0
+    assert sampling.main(["recipe=drifting_ablation", "--tiny", "--device", "cpu", "--precision", "fp32", "--batch", "4",
+                          "--n", "8", "--repeats", "2", "--modes", "eager", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     t = r["modes"]["eager"]
-    assert (r["kind"], r["nfe"], r["batch"]) == ("sampling", 1, 4)
+    assert (r["kind"], r["recipe"], r["nfe"], r["batch"]) == ("sampling", "drifting_ablation", 1, 4)
     assert t["throughput_images_per_second"]["n"] == 2 and t["latency_batch1"]["n"] == 2
     assert "batch-1 latency" in capsys.readouterr().out
-    assert sampling.main(["--recipe", "tiny", "--device", "cpu", "--modes", "warp", "--n", "4", "--batch", "4",
-                          "--out", str(out)]) == 2
+    assert sampling.main(["recipe=drifting_ablation", "--tiny", "--device", "cpu", "--modes", "warp", "--n", "4",
+                          "--batch", "4", "--out", str(out)]) == 2
     assert "--modes: unknown 'warp'" in capsys.readouterr().err
 
 

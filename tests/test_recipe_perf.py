@@ -18,3 +18,21 @@ def test_unknown_recipe_is_a_one_line_error(capsys):
     assert recipe_steps.main(["nope", "--tiny"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "drifting_ablation" in err
+
+
+def test_pixel_recipes_are_timed_with_their_uint8_host_queues_and_a_small_class_queue(tmp_path):
+    import torch
+
+    from bench.perf.synthetic import build, compose
+    pixel = compose(["recipe=drifting_pixel_b16"])["method"]
+    assert (pixel["queue_device"], pixel["queue_dtype"], pixel["class_queue"]) == ("cpu", "uint8", 8)
+    assert compose(["recipe=drifting_pixel_b16", "method.class_queue=32"])["method"]["class_queue"] == 32
+    assert compose(["recipe=drifting_latent_b2"])["method"]["class_queue"] == 128       # latents: the recipe's
+    setup = build(["recipe=drifting_pixel_b16"], torch.device("cpu"), tiny=True)
+    trainer = setup.trainer(tmp_path, torch.device("cpu"))
+    trainer._step(trainer.net)
+    queues = setup.method.cond_step.queues
+    assert setup.method.cond_step.convnext is not None and setup.method.cond_step.encoder is not None
+    for q in (queues.classes, queues.unconditional):
+        assert q.buf.dtype == torch.uint8 and q.buf.device.type == "cpu" and q.buf.shape[2:] == (3, 64, 64)
+    assert queues.classes.buf.shape[:2] == (10, 8)

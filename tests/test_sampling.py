@@ -58,6 +58,23 @@ def test_throughput_and_latency_are_medians_of_timed_repeats_and_decoding_is_tim
     torch.testing.assert_close(out.samples, 2 * plain.samples)
 
 
+def test_batch1_latency_with_the_decode_includes_it_and_the_sampling_only_latency_does_not():
+    import time
+    method, net = _drifting()
+    decoded = []
+
+    def slow_decode(x):                 # a decode of known minimum duration: 50 ms
+        decoded.append(len(x))
+        time.sleep(0.05)
+        return 2 * x
+    t = generate(method, net, n=8, seed=0, nfe=1, guidance=1.0, batch_size=8, latency_repeats=3,
+                 decode=slow_decode).timing
+    assert decoded == [8, 8, 1, 1, 1, 1]       # warm-up and the pass at batch 8; batch 1: warm-up + 3 repeats
+    assert t["latency_batch1_total_seconds"] - t["latency_batch1_seconds"] >= 0.05 and t["latency_batch1_seconds"] > 0
+    plain = generate(method, net, n=8, seed=0, nfe=1, guidance=1.0, batch_size=8, latency_repeats=3).timing
+    assert plain["latency_batch1_total_seconds"] is None and plain["latency_batch1_seconds"] > 0
+
+
 def test_sampling_in_bf16_is_recorded_and_close_to_fp32():
     from bench.sampling_fast import SamplingOptions
     method, net = _drifting()

@@ -1,9 +1,10 @@
-"""``python -m bench.perf.gpu_step [--recipe NAME] [model=... method=... encoder=...] [--batch 256]
-[--device cuda] [--steps 10] [--out PATH]``: the anatomy of one training step in the shared harness.
+"""``python -m bench.perf.gpu_step recipe=NAME [--batch 256] [--tiny] [--device cuda] [--steps 10] [--out PATH]
+[key=value ...]``: the anatomy of one training step in the shared harness.
 
-On synthetic data of the recipe's real shapes (``bench.perf.synthetic``) it builds the harness's own
-``Trainer`` with the run's fast path (``train.*`` overrides apply: bf16, compile, fused AdamW, ...) and
-prints, after warm-up steps:
+On synthetic data of the recipe's real shapes (``bench.perf.synthetic``: the recipe as ``bench.run
+recipe=NAME`` composes it, one process's share of ``--batch`` images, drifting: generated; ``--tiny`` at
+CPU size) it builds the harness's own ``Trainer`` with the run's fast path (``train.*`` overrides apply:
+bf16, compile, fused AdamW, ...) and prints, after warm-up steps:
 
 - the steady-state step time (median and range over ``--steps`` synchronised steps), images/s and peak
   memory; the number of host synchronisations inside one step (CUDA's sync debug mode);
@@ -13,7 +14,10 @@ prints, after warm-up steps:
 - the breakdown of an eager step into data, generator forward, feature-encoder forward, drift loss (and
   the rest of the method's forward: queues, feature statistics), loss + encoder backward, generator
   backward and optimiser (clip, AdamW, EMA), timed by CUDA events between hooks (no extra syncs);
-- the recipe's cost: GPU-hours to its full step count at its global batch at this rate.
+- the recipe's cost: GPU-hours to its full step count at its global batch at this rate, beside the
+  release's accelerator count (``RELEASE_ACCELERATORS``).
+The matched baselines on the same backbone are their own recipes (``recipe=flow_latent_b2``,
+``diffusion_latent_b2``, ``meanflow_latent_b2``).
 The JSON written to ``--out`` (default ``results/perf/``) feeds the report's "cost to reproduce" table.
 """
 from __future__ import annotations
@@ -23,7 +27,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -32,32 +35,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import ConfigError
-from bench.perf import synthetic
 from bench.perf.peaks import matmul_peak, table_peak
+from bench.perf.synthetic import Setup, build, peak_memory_bytes, timed_steps
 from bench.perf.timeline import Timeline, attach
-from methods.harness.dist import DistEnv
 from methods.harness.fast_path import prepare_feature_modules
 from methods.harness.trainer import Trainer
 
 PHASES = ("data", "generator_forward", "encoder_forward", "loss_and_rest_forward", "loss_and_encoder_backward",
           "generator_backward", "optimiser")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed_steps(trainer: Trainer, net, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        _sync(trainer.env.device)
-        t0 = time.perf_counter()
-        trainer._step(net)
-        trainer.step += 1
-        _sync(trainer.env.device)
-        times.append(time.perf_counter() - t0)
-    return times
+# PAPER.md 0.2 (the release's README): 64 TPU v6e chips for the ablation run, 128 for the final models.
+RELEASE_ACCELERATORS = {"drifting_ablation": 64, "drifting_latent_b2": 128, "drifting_latent_l2": 128,
+                        "drifting_pixel_b16": 128, "drifting_pixel_l16": 128}
 
 
 def syncs_per_step(trainer: Trainer, net) -> int | None:
@@ -107,8 +95,8 @@ def breakdown(trainer: Trainer, encoder, n: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.perf.gpu_step")
-    ap.add_argument("--recipe", default=None, help=f"one of {', '.join(synthetic.RECIPES)}")
     ap.add_argument("--batch", type=int, default=256, help="images per GPU step (drifting: generated)")
+    ap.add_argument("--tiny", action="store_true", help="CPU-sized generator, encoders and classes")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
@@ -117,14 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     torch.set_flush_denormal(True)
     try:
-        setup = synthetic.build(overrides, args.recipe, args.batch, device, Path(tempfile.mkdtemp()))
+        setup = build(overrides, device, batch=args.batch, tiny=args.tiny)
     except ConfigError as e:
         print(f"bench.perf.gpu_step: error: {e}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(setup.method, setup.net, setup.data, setup.train, Path(run_dir), 0,
-                          DistEnv(device=device), log=lambda s: None)
-        result = measure(trainer, setup, args)
+        result = measure(setup.trainer(Path(run_dir), device), setup, args)
     out = Path(args.out or f"results/perf/gpu_step-{setup.name}-{setup.method_name}-{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
@@ -133,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(trainer: Trainer, setup: synthetic.Setup, args) -> dict:
+def measure(trainer: Trainer, setup: Setup, args) -> dict:
     device = trainer.env.device
     encoder = next(iter(getattr(setup.method, "feature_modules", lambda: [])()), None)
     prepare_feature_modules(setup.method, replace(trainer.fast, compile=False), device)   # channels-last
@@ -149,15 +135,14 @@ def measure(trainer: Trainer, setup: synthetic.Setup, args) -> dict:
     step = statistics.median(times)
     peak_table, gpu = table_peak(device)
     peak_measured = matmul_peak(device)
-    recipe = setup.recipe
     ips = setup.images_per_step / step
-    result = {
-        "kind": "gpu_step", "recipe": args.recipe, "name": setup.name, "method": setup.method_name,
+    return {
+        "kind": "gpu_step", "recipe": setup.recipe, "name": setup.name, "method": setup.method_name,
         "model_params": sum(p.numel() for p in setup.net.parameters()), "device": str(device), "gpu_name": gpu,
         "torch": torch.__version__, "fast_path": trainer.fast.as_record(), "images_per_step": setup.images_per_step,
         "step_seconds": {"median": step, "min": min(times), "max": max(times), "n": len(times)},
         "images_per_second": ips,
-        "peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "peak_memory_bytes": peak_memory_bytes(device), "geometry": setup.geometry,
         "syncs_per_step": syncs_per_step(trainer, net),
         "flops_per_step": flops, "flops_per_image": flops["total"] / setup.images_per_step,
         "achieved_tflops": flops["total"] / step / 1e12,
@@ -165,11 +150,10 @@ def measure(trainer: Trainer, setup: synthetic.Setup, args) -> dict:
         "mfu_table": flops["total"] / step / 1e12 / peak_table if peak_table else None,
         "mfu_measured": flops["total"] / step / 1e12 / peak_measured if peak_measured else None,
         "breakdown_seconds": phases,
-        "recipe_steps": recipe.get("steps"), "recipe_global_batch": recipe.get("global_batch"),
-        "release_accelerators": recipe.get("release_accelerators"),
-        "gpu_hours_to_full": (recipe["steps"] * recipe["global_batch"] / ips / 3600) if recipe.get("steps") else None,
+        "recipe_steps": setup.train.steps, "recipe_global_batch": setup.global_images,
+        "release_accelerators": RELEASE_ACCELERATORS.get(setup.recipe),
+        "gpu_hours_to_full": setup.gpu_hours(ips) if setup.recipe else None,
     }
-    return result
 
 
 def report(r: dict) -> None:

@@ -6,9 +6,9 @@ sampler at 1 NFE (the notebook's 3x256 MLP, 2,500 samples in one batch) with tod
 previous per-image loop that built one ``torch.Generator`` per image. Both the noise alone and the whole
 ``generate()`` call are timed, both ways, in one run; the ratios are printed.
 
-``python -m bench.perf.sampling [--recipe NAME] model=... [method=...] [--nfe 1] [--batch 256] [--device cuda]
-[--precision bf16] [--modes eager,compile,graphs,compile+graphs] [--decode] [--out PATH]``: batch-1 latency
-and throughput at the evaluation batch (median and range over repeats, warm-up excluded) for each sampler
+``python -m bench.perf.sampling recipe=NAME [key=value ...] [--tiny] [--nfe 1] [--batch 256] [--device cuda]
+[--precision bf16] [--modes eager,compile,graphs,compile+graphs] [--decode] [--out PATH]``: the recipe's
+generator (``bench.perf.synthetic``, random weights; ``--tiny`` at CPU size), batch-1 latency and throughput at the evaluation batch (median and range over repeats, warm-up excluded) for each sampler
 mode, before decoding and, with ``--decode``, with an SD-VAE decoder of the real architecture (random
 weights: the time does not depend on them) timed apart and in the total. JSON to ``--out``
 (default ``results/perf/sampling-<name>-<method>-<device>.json``) for the report's cost table.
@@ -80,12 +80,12 @@ def toy(n: int, repeats: int) -> dict:
 def model(overrides: list[str], args) -> dict:
     from bench.perf import synthetic
     device = torch.device(args.device)
-    setup = synthetic.build(overrides, args.recipe, 64, device, with_encoder=False)
+    setup = synthetic.build(overrides, device, tiny=args.tiny, features=False)
     net = setup.net.eval()
     spec = setup.data.spec
     decode = sd_vae_decoder(device, args.precision) if args.decode else None
     labels = torch.arange(args.n) % spec.num_classes
-    out = {"kind": "sampling", "recipe": args.recipe, "name": setup.name, "method": setup.method_name,
+    out = {"kind": "sampling", "recipe": setup.recipe, "name": setup.name, "method": setup.method_name,
            "nfe": args.nfe, "batch": args.batch, "n": args.n, "device": str(device), "precision": args.precision,
            "gpu_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "modes": {}}
     for mode in args.modes.split(","):
@@ -97,7 +97,8 @@ def model(overrides: list[str], args) -> dict:
         t = generate(setup.method, net, args.n, 0, args.nfe, 1.0, args.batch, labels=labels,
                      latency_repeats=args.repeats, options=opts, decode=decode).timing
         out["modes"][mode] = {k: t[k] for k in ("throughput_images_per_second", "latency_batch1", "seconds_per_image",
-                                                "decode_seconds", "total_seconds_per_image", "peak_memory_bytes")}
+                                                "latency_batch1_total_seconds", "decode_seconds",
+                                                "total_seconds_per_image", "peak_memory_bytes")}
     return out
 
 
@@ -130,7 +131,8 @@ def show(r: dict) -> None:
     for mode, t in r["modes"].items():
         thr, lat = t["throughput_images_per_second"], t["latency_batch1"] or {}
         dec = "" if t["decode_seconds"] is None else \
-            f"; decode {1e3 * t['decode_seconds'] / r['n']:.3f} ms/image, total {1e3 * t['total_seconds_per_image']:.3f} ms/image"
+            (f"; decode {1e3 * t['decode_seconds'] / r['n']:.3f} ms/image, total {1e3 * t['total_seconds_per_image']:.3f} "
+             f"ms/image, batch-1 latency with decode {1e3 * (t['latency_batch1_total_seconds'] or float('nan')):.2f} ms")
         print(f"  {mode:15s} throughput {thr['median']:,.0f}/s (min {thr['min']:,.0f}, max {thr['max']:,.0f}) | "
               f"batch-1 latency {1e3 * lat.get('median', float('nan')):.2f} ms (min {1e3 * lat.get('min', float('nan')):.2f}, "
               f"max {1e3 * lat.get('max', float('nan')):.2f}){dec}")
@@ -139,7 +141,7 @@ def show(r: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.perf.sampling")
     ap.add_argument("what", nargs="?", default=None, help="'toy' for the CPU before/after ratio")
-    ap.add_argument("--recipe", default=None)
+    ap.add_argument("--tiny", action="store_true", help="CPU-sized generator and classes")
     ap.add_argument("--n", type=int, default=None, help="samples per mode (default: toy 2500, else 4 x batch)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--nfe", type=int, default=1)

@@ -107,6 +107,7 @@ def execute(spec: RunSpec) -> Path:
             rec.write_atomic(rec_path, record)
         preemption.finish()
     barrier(env)
+    getattr(spec.data, "close", lambda: None)()          # the training loader's workers are not needed any more
     if env.is_main:
         record["train"] = vars(summary)
         record["geometry"] = batch_geometry(spec.config, spec.data, env.world, summary.steps)
