@@ -26,7 +26,8 @@ REQUIRED = ("schema", "run_id", "git_sha", "config", "env", "train", "params", "
 EVAL_KEYS = ("weights", "nfe", "nfe_measured", "guidance", "n_samples", "metrics", "timing")
 TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections that define a training run
 # Keys that change how a run is watched or saved, not what it computes.
-BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes")}
+BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes", "eval_every",
+                         "eval_samples", "collapse_below")}
 
 
 class RecordError(ValueError):

@@ -19,6 +19,7 @@ from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the ta
 from bench.errors import RunError
 from bench.metrics import Evaluation
 from bench.sampling import generate
+from bench.train_quality import QualityWatch
 from methods.backbones import build_backbone
 from methods.base import count_parameters
 from methods.harness.dist import DistEnv, barrier, init_distributed
@@ -92,13 +93,17 @@ def execute(spec: RunSpec) -> Path:
     torch.manual_seed(spec.top.seed)   # initialisation
     backbone = build_backbone(spec.model, spec.method.backbone_io(spec.data.spec))
     net = spec.method.build(backbone, spec.data.spec)
-    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env)
+    watch = QualityWatch.of(spec, run_dir)
+    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env,
+                      hooks=(watch,) if watch else ())
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})
     record["env"] = environment(env, spec.train.precision)
     record["params"] = {"network": count_parameters(net), "trainable": sum(
         p.numel() for p in net.parameters() if p.requires_grad)}
     try:
         summary = trainer.fit()
+        if watch:
+            record["train_quality"] = watch.summary()
     except TrainingDiverged as e:
         if env.is_main:
             record["train"] = {**vars(trainer.summary(None)), "status": "diverged", "error": str(e)}

@@ -45,6 +45,9 @@ class TrainConfig:
     ckpt_every_minutes: float = 10.0
     log_every: int = 50
     progress: bool = True
+    eval_every: int = 0                  # images between quality checks during training (0: off; bench/train_quality.py)
+    eval_samples: int = 500              # samples per check
+    collapse_below: float = 0.5          # warn below this fraction of the modes a perfect sampler covers
 
     def validate(self, world: int = 1) -> None:
         checks = [
@@ -59,6 +62,9 @@ class TrainConfig:
             (self.ckpt_every_steps >= 1, f"train.ckpt_every_steps must be >= 1, got {self.ckpt_every_steps}"),
             (self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}"),
             (self.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {self.grad_clip}"),
+            (self.eval_every >= 0 and self.eval_samples >= 1 and 0 <= self.collapse_below <= 1,
+             f"train.eval_every must be >= 0 (0 disables), train.eval_samples >= 1 and train.collapse_below in "
+             f"[0, 1], got {self.eval_every}, {self.eval_samples}, {self.collapse_below}"),
         ]
         for ok, msg in checks:
             if not ok:
