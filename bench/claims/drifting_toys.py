@@ -38,9 +38,16 @@ def print_table(rows: list[dict]) -> None:
         print(f"{r['data']:13s} {r['variant']:26s} " + " ".join(f"{fmt(r[m]):>20s}" for m in metrics))
 
 
-def write_summary(path: Path, claim: str, entry: dict) -> None:
+def publish(claim: str, title: str, rows: list[dict], verdicts: list[str], results_dir: str, command: str,
+            seeds: list[int], missing: list[str]) -> None:
+    """Print a claim's table and verdicts and keep them in ``<results_dir>/claims_summary.json``."""
+    print(f"\nclaim {claim}: {title}")
+    print_table(rows)
+    for line in verdicts:
+        print("  " + line)
+    path = Path(results_dir) / "claims_summary.json"
     summary = json.loads(path.read_text()) if path.exists() else {}
-    summary[claim] = entry
+    summary[claim] = {"command": command, "seeds": seeds, "rows": rows, "verdicts": verdicts, "missing": missing}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=1, sort_keys=True, allow_nan=True) + "\n")
 
@@ -62,14 +69,9 @@ def main(argv=None) -> None:
     for claim in args.claims:
         mine = [r for r in runs if r.claim == claim]
         rows, verdicts = CLAIMS[claim](mine, args.results_dir)
-        print(f"\nclaim {claim}: {len(args.seeds)} seed(s); runs: {len({r.run_id for r in mine})}")
-        print_table(rows)
-        for line in verdicts:
-            print("  " + line)
-        write_summary(Path(args.results_dir) / "claims_summary.json", claim, {
-            "command": "python -m bench.claims.drifting_toys " + " ".join(map(shlex.quote, argv)),
-            "seeds": args.seeds, "rows": rows, "verdicts": verdicts,
-            "missing": sorted({r.run_id for r in mine if cr.record(args.results_dir, r.run_id) is None})})
+        publish(claim, f"{len(args.seeds)} seed(s); runs: {len({r.run_id for r in mine})}", rows, verdicts,
+                args.results_dir, "python -m bench.claims.drifting_toys " + " ".join(map(shlex.quote, argv)),
+                args.seeds, sorted({r.run_id for r in mine if cr.record(args.results_dir, r.run_id) is None}))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,7 @@ def run_missing(runs: list[ClaimRun], results_dir: str, jobs: int, threads: int,
     if needs_encoder:
         for over in prepare_overrides(results_dir):
             report(*bench_run(over, threads))
-    todo = {r.run_id: r.overrides for r in runs if record(results_dir, r.run_id) is None}
+    todo = {r.run_id: r.overrides for r in runs if status(results_dir, r.run_id) not in ("finished", "diverged")}
     with ThreadPoolExecutor(max(1, jobs)) as pool:
         for out in pool.map(lambda o: bench_run(o, threads), todo.values()):
             report(*out)
@@ -92,6 +92,12 @@ def run_missing(runs: list[ClaimRun], results_dir: str, jobs: int, threads: int,
 def report(cmd: list[str], code: int, last: str) -> None:
     print(("ok   " if code == 0 else f"FAIL {code} ") + " ".join(cmd[3:]) + ("" if code == 0 else f"\n     {last}"),
           flush=True)
+
+
+def status(results_dir: str, rid: str) -> str:
+    """``missing`` (no record), or the record's training status (``finished``, ``diverged``, ``partial``)."""
+    path = Path(results_dir) / "records" / f"{rid}.json"
+    return rec.read(path)["train"].get("status", "partial") if path.exists() else "missing"
 
 
 def record(results_dir: str, rid: str) -> dict | None:

@@ -43,11 +43,14 @@ def _scale(run: cr.ClaimRun) -> float:
 
 
 def toy_rows(runs, results: str, metrics=TOY_METRICS) -> list[dict]:
-    """One row per (data, variant): per-seed metric values of the evaluation at guidance 1."""
+    """One row per (data, variant): per-seed metric values of the evaluation at guidance 1 (``diverged``:
+    1 for a run that stopped on a non-finite loss, 0 for a finished one)."""
     rows: dict[tuple[str, str], dict] = {}
     for r in runs:
         row = rows.setdefault((r.data, r.label), {"data": r.data, "variant": r.label, **{m: [] for m in metrics}})
         m = cr.evals_by_guidance(results, r.run_id).get(1.0, {})
+        status = cr.status(results, r.run_id)
+        m = {**m, "diverged": {"diverged": 1.0, "finished": 0.0}.get(status)}
         x = cr.samples(results, r.run_id) if "spread" in metrics and r.data in TOYS and _scale(r) == 1 else None
         if x is not None and TOYS[r.data]()[1] is not None:
             m = {**m, "spread": spread(x, r.data)}
@@ -76,44 +79,48 @@ def claim_a(runs, results):
     return rows, out
 
 
+def per_data(rows, line) -> tuple[list[dict], list[str]]:
+    """The rows and one verdict line per data set: ``line(data, {variant: row})``."""
+    return rows, [line(d, _by(rows, d)) for d in _datasets(rows)]
+
+
+def _antisymmetry(d, by):
+    base, base_modes = mean(by["default"]["energy"]), mean(by["default"]["modes"])
+    ratio = {v: mean(r["energy"]) / base for v, r in by.items() if v != "default"}
+    ok = all(q >= 2.0 or mean(by[v]["modes"]) < base_modes for v, q in ratio.items())
+    return (f"{d}: energy / default = " + ", ".join(f"{v} {q:.2f}x" for v, q in ratio.items())
+            + f" -> {'HOLDS' if ok else 'FAILS'} (every variant >= 2x the default energy or fewer modes)")
+
+
+def _normalisations(d, by):
+    ok = all(mean(r["energy"]) < 0.1 and mean(r["modes"]) == mean(by["xy"]["modes"]) for r in by.values())
+    return (f"{d}: energy " + ", ".join(f"{v} {mean(r['energy']):.3g}" for v, r in by.items())
+            + f" -> {'HOLDS' if ok else 'FAILS'} (all reach energy < 0.1 and the default's mode count)")
+
+
+def _temperatures(d, by):
+    singles = {v: mean(r["energy"]) for v, r in by.items() if v != "T=all3"}
+    best = min(singles, key=singles.get)
+    ok = mean(by["T=all3"]["energy"]) <= 1.1 * singles[best]
+    return (f"{d}: all three {mean(by['T=all3']['energy']):.3g} vs best single {best} {singles[best]:.3g} -> "
+            f"{'HOLDS' if ok else 'FAILS'} (within 10% of the best single temperature or better)")
+
+
 def claim_b(runs, results):
-    rows, out = toy_rows(runs, results), []
-    for d in _datasets(rows):
-        by = _by(rows, d)
-        base, base_modes = mean(by["default"]["energy"]), mean(by["default"]["modes"])
-        ratio = {v: mean(r["energy"]) / base for v, r in by.items() if v != "default"}
-        ok = all(q >= 2.0 or mean(by[v]["modes"]) < base_modes for v, q in ratio.items())
-        out.append(f"{d}: energy / default = " + ", ".join(f"{v} {q:.2f}x" for v, q in ratio.items())
-                   + f" -> {'HOLDS' if ok else 'FAILS'} (every variant >= 2x the default energy or fewer modes)")
-    return rows, out
+    return per_data(toy_rows(runs, results), _antisymmetry)
 
 
 def claim_c(runs, results):
-    rows, out = toy_rows(runs, results), []
-    for d in _datasets(rows):
-        by = _by(rows, d)
-        ok = all(mean(r["energy"]) < 0.1 and mean(r["modes"]) == mean(by["xy"]["modes"]) for r in by.values())
-        out.append(f"{d}: energy " + ", ".join(f"{v} {mean(r['energy']):.3g}" for v, r in by.items())
-                   + f" -> {'HOLDS' if ok else 'FAILS'} (all reach energy < 0.1 and the default's mode count)")
-    return rows, out
+    return per_data(toy_rows(runs, results), _normalisations)
 
 
 def claim_d(runs, results):
-    rows, out = toy_rows(runs, results), []
-    for d in _datasets(rows):
-        by = _by(rows, d)
-        singles = {v: mean(r["energy"]) for v, r in by.items() if v != "T=all3"}
-        best = min(singles, key=singles.get)
-        ok = mean(by["T=all3"]["energy"]) <= 1.1 * singles[best]
-        out.append(f"{d}: all three {mean(by['T=all3']['energy']):.3g} vs best single {best} {singles[best]:.3g} -> "
-                   f"{'HOLDS' if ok else 'FAILS'} (within 10% of the best single temperature or better)")
-    return rows, out
+    return per_data(toy_rows(runs, results), _temperatures)
 
 
 def claim_clamp(runs, results):
-    rows = toy_rows(runs, results)
-    return rows, [f"{d}: energy " + ", ".join(f"{v} {mean(r['energy']):.3g} ({mean(r['modes']):.1f} modes)"
-                                            for v, r in _by(rows, d).items()) for d in _datasets(rows)]
+    return per_data(toy_rows(runs, results), lambda d, by: f"{d}: energy " + ", ".join(
+        f"{v} {mean(r['energy']):.3g} ({mean(r['modes']):.1f} modes)" for v, r in by.items()))
 
 
 def _digits_rows(runs, results) -> list[dict]:
@@ -168,17 +175,19 @@ def claim_12_4(runs, results):
 
 
 def claim_12_7(runs, results):
-    rows = toy_rows(runs, results, ("energy", "w2"))
-    by = _by(rows, "checkerboard")
-    e = {v: mean(r["energy"]) for v, r in by.items()}
+    """Exact W2 above its data floor (energy is at its floor for every N_pos >= 8, so it cannot rank them)."""
+    rows = toy_rows(runs, results, ("energy", "w2", "w2_floor"))
+    for r in rows:
+        r["w2 - floor"] = [None if w is None else w - f for w, f in zip(r["w2"], r["w2_floor"])]
+    e = {r["variant"]: mean(r["w2 - floor"]) for r in rows}
     pos = [e["N_pos 1"], e["N_pos 8"], e["N_pos 32"]]
-    neg = [e["N_c 32 N_pos=N_neg 8"], e["N_c 16 N_pos=N_neg 16"], e["N_c 8 N_pos=N_neg 32"]]
-    down = lambda s: all(b <= 1.1 * a for a, b in zip(s, s[1:]))  # noqa: E731
-    worst = e["N_pos 1"] >= 1.5 * e["N_pos 32"]
-    return rows, [f"more positives (N_pos 1, 8, 32): energy {', '.join(f'{v:.3g}' for v in pos)}; more of both "
-                  f"(N_pos = N_neg 8, 16, 32): {', '.join(f'{v:.3g}' for v in neg)} -> "
-                  f"{'HOLDS' if down(pos) and down(neg) and worst else 'FAILS'} (energy falls along both "
-                  f"(each step <= 1.1x the previous) and N_pos 1 >= 1.5x N_pos 32: {e['N_pos 1'] / e['N_pos 32']:.2f}x)"]
+    both = [e["N_c 32 N_pos=N_neg 8"], e["N_c 16 N_pos=N_neg 16"], e["N_c 8 N_pos=N_neg 32"]]
+    down = lambda s: all(b <= 1.1 * a + 1e-3 for a, b in zip(s, s[1:]))  # noqa: E731
+    worst = e["N_pos 1"] >= 2 * e["N_pos 32"]
+    return rows, [f"W2 above its floor, more positives (N_pos 1, 8, 32): {', '.join(f'{v:.4f}' for v in pos)}; more "
+                  f"of both (N_pos = N_neg 8, 16, 32): {', '.join(f'{v:.4f}' for v in both)} -> "
+                  f"{'HOLDS' if down(pos) and down(both) and worst else 'FAILS'} (never rising by more than 10% + "
+                  f"0.001 along either, and N_pos 1 >= 2x N_pos 32: {e['N_pos 1'] / e['N_pos 32']:.1f}x)"]
 
 
 def claim_12_8(runs, results):
@@ -190,16 +199,19 @@ def claim_12_8(runs, results):
         row["modes"].append(m.get("modes"))
         row["hq_frac"].append(m.get("hq_frac"))
         row["energy / scale"].append(None if m.get("energy") is None else m["energy"] / _scale(r))
-    rows_l, out = list(rows.values()), []
+    rows_l, out, worst, robust = list(rows.values()), [], {}, {}
     for fam in ("alg2", "T=0.05", "T=all3"):
         mine = [r for r in rows_l if r["variant"].startswith(fam + " ")]
         e = [mean(r["energy / scale"]) for r in mine]
         modes = [mean(r["modes"]) for r in mine]
-        ratio = max(e) / max(min(e), 1e-12)
-        ok = min(modes) >= 7.5 and ratio <= 3
-        out.append(f"{fam}: modes {', '.join(f'{v:.1f}' for v in modes)} and energy/scale "
-                   f"{', '.join(f'{v:.3g}' for v in e)} at scales 0.25, 1, 4 (max/min {ratio:.2f}) -> "
-                   f"{'ROBUST' if ok else 'NOT ROBUST'} (>= 7.5 modes at every scale, energy/scale within 3x)")
+        worst[fam], robust[fam] = max(e), min(modes) >= 7.5
+        out.append(f"{fam}: modes {', '.join(f'{v:.1f}' for v in modes)}, energy/scale "
+                   f"{', '.join(f'{v:.3g}' for v in e)} at scales 0.25, 1, 4 (worst {max(e):.3g})")
+    ok = robust["T=all3"] and not robust["alg2"] and worst["T=all3"] <= 1.1 * worst["T=0.05"]
+    out.append(f"three temperatures: all 8 modes at every scale {'yes' if robust['T=all3'] else 'no'}, Algorithm 2 "
+               f"without normalisation {'yes' if robust['alg2'] else 'no'}; worst energy/scale {worst['T=all3']:.3g} vs "
+               f"{worst['T=0.05']:.3g} with T 0.05 alone -> {'HOLDS' if ok else 'FAILS'} (>= 7.5 modes at every scale "
+               "where the unnormalised field has not, and a worst case within 1.1x of the single temperature's)")
     return rows_l, out
 
 
@@ -249,19 +261,21 @@ def claim_12_11(runs, results):
                   f"{'HOLDS' if a <= 1.1 * b else 'FAILS'} (with style tokens <= 1.1x without)"]
 
 
+def _mmd(d, by):
+    prod = by["mean-shift (production)"]
+    base, base_modes = mean(prod["energy"]), mean(prod["modes"])
+    mmd = {v: r for v, r in by.items() if v.startswith("MMD")}
+    worse = [mean(r["diverged"]) > 0 or mean(r["energy"]) >= 2 * base or mean(r["modes"]) < base_modes
+             for r in mmd.values()]
+    done = all(len([x for x in r["diverged"] if x is not None]) == len(r["diverged"]) for r in mmd.values())
+    verdict = "INCOMPLETE" if not done else "HOLDS" if all(worse) else "FAILS"
+    return (f"{d}: energy " + ", ".join(f"{v} {mean(r['energy']):.3g} ({mean(r['modes']):.1f} modes)"
+                                        for v, r in by.items())
+            + f" -> {verdict} (every MMD variant >= 2x the production energy, fewer modes, or diverged)")
+
+
 def claim_12_12(runs, results):
-    rows, out = toy_rows(runs, results, ("modes", "hq_frac", "energy")), []
-    for d in _datasets(rows):
-        by = _by(rows, d)
-        base, base_modes = mean(by["mean-shift (production)"]["energy"]), mean(by["mean-shift (production)"]["modes"])
-        mmd = {v: r for v, r in by.items() if v.startswith("MMD")}
-        worse = {v: (math.isnan(mean(r["energy"])) or mean(r["energy"]) >= 2 * base or mean(r["modes"]) < base_modes)
-                 for v, r in mmd.items()}
-        out.append(f"{d}: energy " + ", ".join(f"{v} {mean(r['energy']):.3g} ({mean(r['modes']):.1f} modes)"
-                                               for v, r in by.items())
-                   + f" -> {'HOLDS' if all(worse.values()) else 'FAILS'} (every MMD variant >= 2x the production "
-                     "energy, fewer modes, or no finished run)")
-    return rows, out
+    return per_data(toy_rows(runs, results, ("modes", "hq_frac", "energy", "diverged")), _mmd)
 
 
 CLAIMS = {"a": claim_a, "b": claim_b, "c": claim_c, "d": claim_d, "clamp": claim_clamp, "e": claim_e,
