@@ -52,3 +52,10 @@ def test_field_claims_compute_what_they_say():
     assert dfl.field_eq10(x, y, w, w.flip(0), 0.5).abs().max() > 1e-3
     assert spearman([1, 2, 3, 4], [10, 20, 25, 40]) == pytest.approx(1.0)
     assert math.isclose(spearman([1, 2, 3], [3, 2, 1]), -1.0)
+
+
+def test_a_verdict_with_a_missing_value_is_incomplete_not_a_failure():
+    from bench.claims.verdicts import verdict
+    assert verdict(True, 1.0, [0.5]) == "HOLDS" and verdict(False, 1.0) == "FAILS"
+    for missing in (float("nan"), None, []):
+        assert verdict(False, 1.0, missing) == "INCOMPLETE" == verdict(True, missing)

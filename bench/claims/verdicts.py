@@ -30,6 +30,13 @@ def fmt(vals) -> str:
     return f"{statistics.fmean(vals):.4g} +- {statistics.stdev(vals):.2g}" if len(vals) > 1 else f"{vals[0]:.4g}"
 
 
+def verdict(ok: bool, *needed) -> str:
+    """HOLDS or FAILS, or INCOMPLETE where a value the test needs is missing (no run, no metric yet)."""
+    missing = any(v is None or (isinstance(v, float) and not math.isfinite(v)) or (isinstance(v, list) and not v)
+                  for v in needed)
+    return "INCOMPLETE" if missing else "HOLDS" if ok else "FAILS"
+
+
 def spread(x: np.ndarray, data: str) -> float:
     """RMS distance of the samples to their nearest mode over that of the data (sigma sqrt(2)): 1 matches
     the modes' width, < 1 is over-concentrated, > 1 spread out (between or around modes)."""
@@ -142,7 +149,8 @@ def claim_e(runs, results):
     ok = all(mean(f[k]) < mean(r[k]) for k in ("fd_domain alpha 1", "fd_domain best alpha"))
     return rows, [f"fd_domain at alpha 1 {mean(f['fd_domain alpha 1']):.4g} vs raw {mean(r['fd_domain alpha 1']):.4g}; "
                   f"best alpha {mean(f['fd_domain best alpha']):.4g} vs {mean(r['fd_domain best alpha']):.4g} -> "
-                  f"{'HOLDS' if ok else 'FAILS'} (features lower in both)"]
+                  f"{verdict(ok, *(mean(x[k]) for x in (f, r) for k in ('fd_domain alpha 1', 'fd_domain best alpha')))} "
+                  "(features lower in both)"]
 
 
 def spearman(a, b) -> float:
@@ -170,7 +178,7 @@ def claim_12_4(runs, results):
         ok = bool(row["spearman"]) and min(row["spearman"]) >= 0.7 and min(row["drift_sq drop"]) >= 10
         out.append(f"{row['data']}: Spearman(drift_sq, energy) over training {fmt(row['spearman'])} (lowest "
                    f"{min(row['spearman'], default=float('nan')):.2f}), drift_sq falls {fmt(row['drift_sq drop'])}x -> "
-                   f"{'HOLDS' if ok else 'FAILS'} (rho >= 0.7 and a fall >= 10x in every seed)")
+                   f"{verdict(ok, row['spearman'], row['drift_sq drop'])} (rho >= 0.7 and a fall >= 10x in every seed)")
     return rows_l, out
 
 
@@ -258,7 +266,7 @@ def claim_12_11(runs, results):
     a, b = mean(s["fd_domain best alpha"]), mean(n["fd_domain best alpha"])
     return rows, [f"fd_domain at the best alpha: style tokens {a:.4g} vs none {b:.4g} (alpha 1: "
                   f"{mean(s['fd_domain alpha 1']):.4g} vs {mean(n['fd_domain alpha 1']):.4g}) -> "
-                  f"{'HOLDS' if a <= 1.1 * b else 'FAILS'} (with style tokens <= 1.1x without)"]
+                  f"{verdict(a <= 1.1 * b, a, b)} (with style tokens <= 1.1x without)"]
 
 
 def _mmd(d, by):
