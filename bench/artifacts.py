@@ -4,6 +4,8 @@ The report reads them with numpy and json only (it never imports torch):
 
 - ``train_log.jsonl``: one JSON row per log interval (step, images, loss, lr, grad_norm, images_per_s,
   wall_s and the method's diagnostics), written by ``methods/harness/trainer.py``;
+- ``eval_log.jsonl``: one JSON row per quality check during training (step, images, the check's metrics,
+  a collapse warning or null), written by ``bench/train_quality.py``;
 - ``samples_<weights>_nfe<N>_g<G>.npy``: the evaluated samples of one evaluation point;
 - ``reference.npy``: the first rows of the data's reference set, drawn as the backdrop of sample plots;
 - ``adm/samples_<point>.npz``: an evaluation point's samples for the ADM evaluator (``eval.adm_samples``);
@@ -18,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 TRAIN_LOG = "train_log.jsonl"
+EVAL_LOG = "eval_log.jsonl"
 REFERENCE = "reference.npy"
 REFERENCE_ROWS = {"points": 2500, "images": 64}     # enough for a scatter backdrop or an 8x8 grid
 _SAMPLES = re.compile(r"samples_(?P<weights>.+)_nfe(?P<nfe>\d+)_g(?P<guidance>[0-9.e+-]+)\.npy")

@@ -38,9 +38,11 @@ EVAL_KEYS = ("weights", "nfe", "nfe_measured", "guidance", "n_samples", "metrics
 TRAIN_KEYS = ("method", "data", "model", "train", "seed")   # config sections that define a training run
 # Keys that change how a run is watched, saved or executed, not what it computes (the fast-path switches
 # change float rounding only: a run may resume on another machine with other kernels; the data loader's
-# settings change how fast data loads, not what; retrain says what to do when the checkpoint is gone).
+# settings change how fast data loads, not what; retrain says what to do when the checkpoint is gone; the
+# quality checks during training watch the run without changing it).
 BOOKKEEPING = {"train": ("progress", "log_every", "ckpt_every_steps", "ckpt_every_minutes", "accum_steps", "tf32",
-                         "compile", "fused_adamw", "channels_last", "retrain", "keep_checkpoints"),
+                         "compile", "fused_adamw", "channels_last", "retrain", "keep_checkpoints", "eval_every",
+                         "eval_samples", "collapse_below"),
                "data": ("num_workers", "prefetch", "decode_batch")}
 
 

@@ -118,3 +118,18 @@ def test_unknown_kernel_norm():
     x, y_pos, y_neg = _sets()
     with pytest.raises(ValueError, match="choose one of: xy, y, none"):
         drifting_field(x, y_pos, y_neg, 0.5, kernel_norm="x")
+
+
+def test_mmd_field_is_minus_half_n_times_the_mmd_gradient():
+    """App. C.2: V_MMD(x_i) = -(N/2) d MMD^2(q, p) / d x_i for the Gaussian kernel (U-statistic within q)."""
+    from methods.drifting.field import mmd_field
+    torch.manual_seed(0)
+    x = torch.randn(2, 12, 3, dtype=torch.float64).requires_grad_()
+    y = torch.randn(2, 9, 3, dtype=torch.float64) + 0.5
+    s = 0.7
+    k = lambda a, b: torch.exp(-torch.cdist(a, b).pow(2) / (2 * s * s))  # noqa: E731
+    n = x.shape[1]
+    off = 1 - torch.eye(n, dtype=torch.float64)
+    mmd2 = (k(x, x) * off).sum((1, 2)) / (n * (n - 1)) - 2 * k(x, y).mean((1, 2)) + k(y, y).mean((1, 2))
+    (grad,) = torch.autograd.grad(mmd2.sum(), x)
+    assert torch.allclose(mmd_field(x.detach(), y, s), -n / 2 * grad, rtol=1e-10, atol=1e-13)

@@ -5,7 +5,8 @@ import pytest
 from bench.report import published as pub
 
 ROWS = {"Table 1": 6, "Table 2": 8, "Table 3": 8, "Table 4": 4, "Table 5": 12, "Table 6": 13, "Table 9": 3,
-        "Table 10": 4, "Table 11": 3, "Public reproductions": 5, "Public throughput": 6}
+        "Table 10": 4, "Table 11": 3, "Public reproductions": 5, "Public throughput": 6,
+        "Release ablation trajectory": 6}
 
 
 @pytest.fixture(scope="module")

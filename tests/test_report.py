@@ -61,8 +61,9 @@ def report(tmp_path_factory):
 def test_unreadable_records_are_named_on_the_terminal_too(report):
     results, _ = report
     lines = (results.parent / "stderr.txt").read_text().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"bench.report: skipped {results / 'records' / 'broken-run.json'}: "
+    assert len(lines) == 2 and lines[0].startswith(f"bench.report: skipped {results / 'records' / 'broken-run.json'}: "
                                                    "not valid JSON"), lines
+    assert lines[1].startswith(f"bench.report: skipped {results / 'perf' / 'broken.json'}: not a perf result"), lines
 
 
 def test_timings_from_a_loaded_machine_are_marked(report):

@@ -7,6 +7,12 @@
 - ``swissroll``: t in [1.5 pi, 4.5 pi], (t cos t, t sin t) / 4.5 pi plus N(0, 0.03^2) noise
   (the official drifting notebook's settings; a single component, label 0).
 - ``moons``: scikit-learn's two moons (noise 0.05), centred and scaled to about [-1, 1] (label = moon).
+- ``overlap``: two classes that share a component (PAPER.md 12.9, the CFG toy): Gaussians of std 0.15 at
+  (-1, 0), (0, 0), (1, 0); class 0 is an even mix of the first two, class 1 of the last two, so the middle
+  component is p(.|0) and p(.|1) alike. Mode weights 1/4, 1/2, 1/4.
+
+``+data.scale=S`` multiplies a toy's coordinates (and its modes' means and std), for scale-robustness
+studies (PAPER.md 12.8); the data yamls leave the key out (default 1), so records made before it match.
 """
 from __future__ import annotations
 
@@ -48,6 +54,20 @@ def bimodal() -> tuple[Callable, Modes]:
     return _mixture(torch.tensor([[-1.0, 0.0], [1.0, 0.0]]), 0.1)
 
 
+OVERLAP_MEANS = torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+OVERLAP_STD = 0.15
+
+
+def overlap() -> tuple[Callable, Modes]:
+    def sample(n: int, seed: int) -> tuple[Tensor, Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(2, (n,), generator=g)
+        comp = y + torch.randint(2, (n,), generator=g)
+        return OVERLAP_MEANS[comp] + OVERLAP_STD * torch.randn(n, 2, generator=g), y
+
+    return sample, Modes(means=OVERLAP_MEANS, std=OVERLAP_STD, weights=torch.tensor([0.25, 0.5, 0.25]))
+
+
 def checkerboard(n: int, seed: int) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
     cells = torch.tensor([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0])
@@ -78,8 +98,9 @@ TOYS: dict[str, Callable[[], tuple[Callable, Modes | None]]] = {
     "checkerboard": lambda: (checkerboard, None),
     "swissroll": lambda: (swissroll, None),
     "moons": lambda: (moons, None),
+    "overlap": overlap,
 }
-NUM_CLASSES = {"ring8": 8, "grid25": 25, "bimodal": 2, "checkerboard": 8, "swissroll": 1, "moons": 2}
+NUM_CLASSES = {"ring8": 8, "grid25": 25, "bimodal": 2, "checkerboard": 8, "swissroll": 1, "moons": 2, "overlap": 2}
 
 
 @dataclass
@@ -87,12 +108,23 @@ class ToyConfig:
     name: str = "ring8"
     n_train: int = 100_000
     seed: int = 0           # the dataset's own seed: the same data whatever the run's seed
+    scale: float = 1.0      # multiplies the coordinates (and the modes)
+
+
+def _scaled(sample: Callable, modes: Modes | None, c: float) -> tuple[Callable, Modes | None]:
+    if c == 1.0:
+        return sample, modes
+    if modes is not None:
+        modes = Modes(means=modes.means * c, std=modes.std * c, weights=modes.weights)
+    return (lambda n, seed: (lambda x, y: (x * c, y))(*sample(n, seed))), modes
 
 
 def build_toy(cfg: ToyConfig) -> TensorSource:
     if cfg.n_train < 1:
         raise ValueError(f"data.n_train must be >= 1, got {cfg.n_train}")
-    sample, modes = TOYS[cfg.name]()
+    if not cfg.scale > 0:
+        raise ValueError(f"data.scale must be > 0, got {cfg.scale}")
+    sample, modes = _scaled(*TOYS[cfg.name](), cfg.scale)
     spec = DataSpec(name=cfg.name, shape=(2,), num_classes=NUM_CLASSES[cfg.name], kind="points")
     return TensorSource(spec, sample(cfg.n_train, cfg.seed), reference_fn=lambda n: sample(n, cfg.seed + 1),
                         floor_fn=lambda n: sample(n, cfg.seed + 2), modes=modes)

@@ -92,7 +92,15 @@ def load(results_dir: Path) -> Results:
 
 def train_log(run_dir: Path) -> pd.DataFrame | None:
     """A run's training log (one row per logged interval), or None when it is missing or unreadable."""
-    path = Path(run_dir) / artifacts.TRAIN_LOG
+    return _jsonl(Path(run_dir) / artifacts.TRAIN_LOG)
+
+
+def eval_log(run_dir: Path) -> pd.DataFrame | None:
+    """A run's quality checks during training (``bench/train_quality.py``), or None."""
+    return _jsonl(Path(run_dir) / artifacts.EVAL_LOG)
+
+
+def _jsonl(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     rows = []

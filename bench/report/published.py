@@ -84,10 +84,27 @@ def satisfies(config: dict, conditions: dict[str, str]) -> bool:
     return True
 
 
-def matches_for(config: dict, tables: list[PublishedTable]) -> list[dict]:
-    """Every published row whose setting this run shares: table, row cells (as text)."""
+def is_trajectory(table: PublishedTable) -> bool:
+    """A quality trajectory during training (one row per training step), not a table of final numbers."""
+    return "step" in table.frame.columns
+
+
+def trajectories_for(config: dict, tables: list[PublishedTable]) -> list[tuple[PublishedTable, pd.DataFrame]]:
+    """The published trajectories whose setting this run shares, with their matching rows."""
     out = []
     for t in tables:
+        rows = [i for i, cond in enumerate(t.matches) if is_trajectory(t) and satisfies(config, cond)]
+        if rows:
+            out.append((t, t.frame.iloc[rows]))
+    return out
+
+
+def matches_for(config: dict, tables: list[PublishedTable]) -> list[dict]:
+    """Every published row of final numbers whose setting this run shares: table, row cells (as text)."""
+    out = []
+    for t in tables:
+        if is_trajectory(t):
+            continue
         for i, cond in enumerate(t.matches):
             if satisfies(config, cond):
                 row = t.rows()[i]

@@ -11,6 +11,7 @@ from bench import suite_manifest as sm
 from bench.report import cost
 from bench.report import figures as fg
 from bench.report import figures_eval as fe
+from bench.report import figures_quality as fq
 from bench.report import figures_runs as fr
 from bench.report import load as ld
 from bench.report import metric_info as mi
@@ -129,6 +130,11 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
     if no_log:
         sec.notes.append(f"No training log (results/runs/<run_id>/train_log.jsonl) for {len(no_log)} run(s): "
                          + ", ".join(no_log) + ".")
+    quality, collapses = fq.quality_curves(runs, results, colors, title, published)
+    if quality:
+        sec.figures.append(quality)
+    if collapses:
+        sec.notes.append("Collapse warnings during training: " + "; ".join(collapses) + ".")
     if _is_points(results, evals):
         sample_fig, no_samples = fr.toy_scatter(evals, results, colors, title)
     else:

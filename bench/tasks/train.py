@@ -21,6 +21,7 @@ from bench.geometry import batch_geometry
 from bench.jobs import submitted
 from bench.preemption import Preemption
 from bench.tasks import train_guard as guard
+from bench.train_quality import QualityWatch
 from methods.backbones import build_backbone
 from methods.base import count_parameters
 from methods.harness.checkpoint import LAST
@@ -83,7 +84,9 @@ def execute(spec: RunSpec) -> Path:
     backbone = build_backbone(spec.model, spec.method.backbone_io(spec.data.spec))
     net = spec.method.build(backbone, spec.data.spec)
     preemption = Preemption(env, active=submitted())
-    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env, hooks=(preemption,))
+    watch = QualityWatch.of(spec, run_dir)
+    trainer = Trainer(spec.method, net, spec.data, spec.train, run_dir, spec.top.seed, env,
+                      hooks=(preemption, watch) if watch else (preemption,))
     record = stored or rec.new_record(spec.run_id, spec.config, {}, {})
     guard.start_retrain(record, ckpt)
     record["env"] = environment(env, spec.train.precision)
@@ -101,6 +104,8 @@ def execute(spec: RunSpec) -> Path:
             record["train"] = guard.diverged_summary(vars(trainer.summary(None)), e)
             rec.write_atomic(rec_path, record)
         raise RunError(str(e)) from None
+    if watch:
+        record["train_quality"] = watch.summary()
     if trainer.stop_reason is not None:                  # preempted: record the partial run, then requeue
         if env.is_main:
             record["train"] = vars(summary)

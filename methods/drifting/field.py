@@ -75,6 +75,29 @@ def _field(x: Tensor, y_pos: Tensor, y_neg: Tensor, temperature: float, mask_sel
     return v if grouped else v[0]
 
 
+def mmd_field(x: Tensor, y_pos: Tensor, bandwidth: float) -> Tensor:
+    """The MMD gradient field of App. C.2 with a Gaussian kernel xi(x, y) = exp(-||x - y||^2 / (2 s^2)), the
+    generated samples ``x [G, N, D]`` being their own negatives (PAPER.md 9.2, 12.12):
+
+    V(x) = (1/s^2) (mean_{y+} xi(x, y+) (y+ - x) - mean_{y- != x} xi(x, y-) (y- - x)),
+
+    i.e. -1/2 the gradient of MMD^2(q, p) with respect to each sample, up to the constant N. Unlike
+    Algorithm 2 the kernel is not normalised (no softmax) and V is not rescaled."""
+    n = x.shape[-2]
+    if n < 2:
+        raise ValueError("the MMD field needs at least 2 generated samples per group")
+    s2 = float(bandwidth) ** 2
+
+    def pull(y: Tensor, exclude_self: bool) -> Tensor:
+        k = torch.exp(-pairwise_distance(x, y).pow(2) / (2 * s2))
+        if exclude_self:
+            k = k * (1 - torch.eye(n, device=x.device, dtype=x.dtype))
+        count = y.shape[-2] - (1 if exclude_self else 0)
+        return (k @ y - k.sum(-1, keepdim=True) * x) / count
+
+    return (pull(y_pos, False) - pull(x, True)) / s2
+
+
 def drift_mse(x: Tensor, v: Tensor) -> Tensor:
     """Eq. 6: mean (x - sg(x + V))^2. Its value is mean ||V||^2 / D and its gradient is -2V/D per sample
     (averaged over samples as well)."""

@@ -7,7 +7,8 @@ Two training paths share one config:
   loss on 1 or N processes), and regresses the generated samples onto
   their drifted stop-gradient targets (Alg. 1, Eq. 6) with the generated group as its own negatives.
   ``loss: alg2`` is the official toy notebook's field (Alg. 2 on raw coordinates, one temperature, no
-  normalisations); ``loss: production`` is ``loss.drift_loss`` (PAPER.md 2.4-2.7) with the switches below.
+  normalisations); ``loss: production`` is ``loss.drift_loss`` (PAPER.md 2.4-2.7) with the switches below; ``loss: mmd``
+  replaces V by the unnormalised Gaussian-kernel MMD gradient field (App. C.2, ``field.mmd_field``).
 - **Class-conditional** (``conditional: true``; see ``conditional.py``): sample queues, training-time CFG
   with alpha conditioning, and the feature-space loss of a frozen MAE encoder (``encoder_path``) or, with
   ``encoder_path: null``, the production loss on the raw output alone (raw-pixel drifting).
@@ -28,12 +29,12 @@ from torch import Tensor, nn
 
 from methods.base import BackboneIO, Batch, DataSpec, NFEError, per_image_noise
 from methods.noise import keyed_randint
-from methods.drifting.field import KERNEL_NORMS, drift_mse, drifting_field
+from methods.drifting.field import KERNEL_NORMS, drift_mse, drifting_field, mmd_field
 from methods.drifting.groups import check_groups, global_batch, global_mean, spans_ranks
 from methods.drifting.loss import DriftLossOptions, drift_loss
 from methods.registry import register_method
 
-LOSSES = ("alg2", "production")
+LOSSES = ("alg2", "production", "mmd")
 MAKE_ENCODER = "python -m bench.run task=pretrain_encoder data={data}"
 DEFAULT_ENCODER = "digits_tiny"       # bench/conf/config.yaml's encoder group default
 SHARED_DATA_KEYS = ("data.root", "data.split", "data.resolution", "data.num_classes", "data.any_resolution")
@@ -52,8 +53,9 @@ class Drifting:
     class Config:
         name: str = "drifting"
         noise_dim: int | None = 32          # generator input size; null: noise of the output's shape (DiT)
-        loss: str = "alg2"                  # alg2 (toy notebook) | production (PAPER.md 2.4-2.7)
+        loss: str = "alg2"                  # alg2 (toy notebook) | production (PAPER.md 2.4-2.7) | mmd (C.2)
         temperature: float = 0.05           # alg2: kernel temperature (notebook: 0.05)
+        bandwidth: float = 0.1              # mmd: Gaussian width (+method.bandwidth: not in the yaml, so older runs match)
         temperatures: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.2])   # production
         kernel_norm: str = "xy"             # xy | y | none (Table 11)
         affinity_clamp: float = 1e-6        # production: release's floor on row*col (0 disables)
@@ -113,6 +115,7 @@ class Drifting:
             (c.kernel_norm in KERNEL_NORMS,
              f"method.kernel_norm must be one of {list(KERNEL_NORMS)}, got '{c.kernel_norm}'"),
             (c.temperature > 0, f"method.temperature must be > 0, got {c.temperature}"),
+            (c.bandwidth > 0, f"method.bandwidth must be > 0, got {c.bandwidth}"),
             (bool(c.temperatures) and min(c.temperatures) > 0,
              f"method.temperatures must be values > 0, got {c.temperatures}"),
             (c.noise_dim is None or c.noise_dim >= 1, f"method.noise_dim must be >= 1 or null, got {c.noise_dim}"),
@@ -203,10 +206,11 @@ class Drifting:
         if spread:
             gen, pos = global_batch(gen, pos, batch.random.rows)
         gen, pos = gen.view(-1, g, d), pos.view(-1, g, d)
-        if self.cfg.loss == "alg2":
+        if self.cfg.loss in ("alg2", "mmd"):
             with torch.no_grad():
-                v = drifting_field(gen.detach(), pos, gen.detach(), self.cfg.temperature,
-                                   kernel_norm=self.cfg.kernel_norm)
+                v = (drifting_field(gen.detach(), pos, gen.detach(), self.cfg.temperature,
+                                    kernel_norm=self.cfg.kernel_norm) if self.cfg.loss == "alg2"
+                     else mmd_field(gen.detach(), pos, self.cfg.bandwidth))
             loss, diag = drift_mse(gen, v), {"drift_sq": v.pow(2).sum(-1).mean()}
         else:
             reduce = None if spread else all_reduce_fn(self.cfg.sync_scales)   # gathered: already global

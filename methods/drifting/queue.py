@@ -15,8 +15,8 @@ Storage (``QueueStorage``): the buffers live on the training device in float32 b
 memory (``device: cpu``, as the release's numpy banks) and in a compact dtype: ``float16``/``bfloat16``,
 or ``uint8`` for images that were uint8 pixels mapped to [-1, 1] (x = u / 127.5 - 1: stored as u, read
 back bitwise equal). The pixel recipes need it: 1000 classes x 128 x 3 x 256 x 256 is 100 GB in float32,
-25 GB as uint8. Draws are made where the buffers are, and samples come back as float32 on the device the
-queues were pushed from.
+25 GB as uint8. Draws are made where the buffers are, and samples come back as float32 (float64 from
+float64 buffers) on the device the queues were pushed from.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from methods.noise import keyed_rand
 
 
 Keyed = tuple[tuple[int, ...], range]     # (stream key, global indices of the sampled rows)
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "uint8": torch.uint8}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "uint8": torch.uint8,
+          "float64": torch.float64}                # float64: for exact (finite-difference) tests
 DEVICES = ("same", "cpu")
 
 
@@ -51,7 +52,9 @@ class QueueStorage:
 
     def decode(self, x: Tensor, device: torch.device) -> Tensor:
         x = x.to(device, non_blocking=True)
-        return x.float().div_(127.5).sub_(1.0) if self.dtype == torch.uint8 else x.float()
+        if self.dtype == torch.uint8:
+            return x.float().div_(127.5).sub_(1.0)
+        return x.to(torch.promote_types(x.dtype, torch.float32))     # half types -> float32; float64 stays
 
 
 def _uniforms(c: int, n: int, size: int, device, generator: torch.Generator | None,

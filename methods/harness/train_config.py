@@ -35,6 +35,9 @@ class TrainConfig:
     compile: bool | None = None          # torch.compile of network and feature encoder; null: on CUDA only
     fused_adamw: bool | None = None      # fused AdamW kernel; null: on CUDA only
     channels_last: bool | None = None    # NHWC feature encoder; null: on CUDA only
+    eval_every: int = 0                  # images between quality checks during training (0: off; bench/train_quality.py)
+    eval_samples: int = 500              # samples per check
+    collapse_below: float = 0.5          # warn below this fraction of the modes a perfect sampler covers
 
     def validate(self, world: int = 1) -> None:
         checks = [
@@ -53,6 +56,9 @@ class TrainConfig:
             (self.keep_checkpoints >= 0, f"train.keep_checkpoints must be >= 0, got {self.keep_checkpoints}"),
             (self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}"),
             (self.grad_clip >= 0, f"train.grad_clip must be >= 0 (0 disables), got {self.grad_clip}"),
+            (self.eval_every >= 0 and self.eval_samples >= 1 and 0 <= self.collapse_below <= 1,
+             f"train.eval_every must be >= 0 (0 disables), train.eval_samples >= 1 and train.collapse_below in "
+             f"[0, 1], got {self.eval_every}, {self.eval_samples}, {self.collapse_below}"),
         ]
         for ok, msg in checks:
             if not ok:
