@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 import torch
 
 from bench.data import dataset_entry
+from bench.data.tensor_source import SPLITS
 from bench.errors import ConfigError
 from bench.metrics import check_metrics, default_metrics, metric_names
 from methods.backbones import build_backbone
@@ -48,6 +49,7 @@ class EvalConfig:
     feature_batch_size: int = 250         # samples per feature-extractor call
     kid_subset_size: int = 1000
     save_samples: int | None = None       # samples saved per evaluation point (null: all)
+    split: str = "test"                   # test (the report's reference) | validation (tuning, choices)
 
     def metric_options(self, device: str = "cpu"):
         from bench.metrics import MetricOptions
@@ -142,8 +144,10 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
 
 
 def run_id_of(choices: dict[str, str], top: TopConfig) -> str:
-    """``method-data-model-s<seed>[-tag]`` from the chosen config files, so presets never collide."""
+    """``method-data-model-s<seed>[-tuned][-tag]`` from the chosen config files, so presets never collide."""
     rid = f"{choices['method']}-{choices['data']}-{choices['model']}-s{top.seed}"
+    if choices.get("tuning", "none") != "none":        # a tuned preset changes the training config
+        rid += f"-{choices['tuning']}"
     if top.tag:
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", top.tag):
             raise ConfigError(f"tag='{top.tag}' may only hold letters, digits and _ . + -")
@@ -216,6 +220,8 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
                 method.check_nfe(nfe, g)
             except NFEError as e:
                 raise ConfigError(str(e)) from None
+    if ev.split not in SPLITS:
+        raise ConfigError(f"eval.split must be one of {', '.join(SPLITS)}, got '{ev.split}'")
     if ev.num_samples < 1 or ev.batch_size < 1:
         raise ConfigError("eval.num_samples and eval.batch_size must be >= 1")
     if ev.feature_batch_size < 1 or ev.kid_subset_size < 2:

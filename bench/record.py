@@ -116,7 +116,8 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def eval_key(ev: dict) -> tuple:
-    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed")
+    """(weights, nfe, guidance, n_samples, seed, split); records without a split were on the test split."""
+    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed"), ev.get("split", "test")
 
 
 def find_eval(rec: dict, key: tuple) -> dict | None:

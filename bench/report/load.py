@@ -51,6 +51,8 @@ def _eval_rows(record: dict) -> list[dict]:
     }
     rows = []
     for ev in record["evals"]:
+        if ev.get("split", "test") != "test":         # validation evaluations serve tuning and choices only
+            continue
         row = {**base, "weights": ev["weights"], "nfe": int(ev["nfe"]), "nfe_measured": ev["nfe_measured"],
                "guidance": float(ev["guidance"]), "n_samples": ev["n_samples"], "eval_seed": ev.get("seed")}
         row.update({k: ev["timing"].get(k) for k in timing_keys})

@@ -16,6 +16,7 @@ import torch
 from bench import record as rec
 from bench.artifacts import samples_name, save_reference
 from bench.config import RunSpec, prepare_train as prepare  # noqa: F401 (the task's prepare)
+from bench.data.tensor_source import on_split
 from bench.errors import RunError
 from bench.metrics import Evaluation
 from bench.sampling import generate
@@ -61,7 +62,7 @@ def pending_points(spec: RunSpec, stored: dict | None) -> list[tuple[str, int, f
         return spec.points
     todo = []
     for w, nfe, g in spec.points:
-        ev = rec.find_eval(stored, (w, nfe, g, spec.eval.num_samples, spec.eval.seed))
+        ev = rec.find_eval(stored, (w, nfe, g, spec.eval.num_samples, spec.eval.seed, spec.eval.split))
         if ev is None or not set(spec.metrics) <= set(ev["metrics"]):
             todo.append((w, nfe, g))
     return todo
@@ -112,7 +113,7 @@ def execute(spec: RunSpec) -> Path:
     for weights, nfe, guidance in todo:
         net_w = trainer.net if weights == "raw" else trainer.ema.model(weights)
         print(f"{spec.run_id}: sampling {spec.eval.num_samples} with {weights}, NFE {nfe}, guidance {guidance}")
-        evaluation = Evaluation(spec.metrics, spec.data, spec.eval.num_samples,
+        evaluation = Evaluation(spec.metrics, on_split(spec.data, spec.eval.split), spec.eval.num_samples,
                                 spec.eval.metric_options(env.device))
         gen = generate(spec.method, net_w, spec.eval.num_samples, spec.eval.seed, nfe, guidance,
                        spec.eval.batch_size, labels=eval_labels(spec), latency_repeats=spec.eval.latency_repeats,
@@ -120,7 +121,7 @@ def execute(spec: RunSpec) -> Path:
         result = evaluation.finish()
         rec.upsert_eval(record, {
             "weights": weights, "nfe": nfe, "nfe_measured": gen.nfe_measured, "guidance": guidance,
-            "n_samples": spec.eval.num_samples, "seed": spec.eval.seed, "metrics": result.values,
+            "n_samples": spec.eval.num_samples, "seed": spec.eval.seed, "split": spec.eval.split, "metrics": result.values,
             "metric_sources": result.sources, "timing": {**gen.timing, "metrics_seconds": result.seconds}})
         rec.write_atomic(rec_path, record)
         np.save(run_dir / samples_name(weights, nfe, guidance), gen.samples.numpy())

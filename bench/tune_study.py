@@ -1,0 +1,158 @@
+"""A tuning study's bookkeeping (``python -m bench.tune``), without torch: where it lives, how it resumes,
+the objective read off a trial's run record, and what it leaves behind.
+
+- ``<results>/tune/<method>_<data>/study.db``: the Optuna storage (sqlite); ``records/``: every trial's run
+  record; ``study.json``: the study as data (objective, budget, search space, every trial's parameters,
+  values on the validation split and chosen weights, the winner); the winner also becomes a preset
+  ``bench/conf/tuned/<method>_<data>_tuned.yaml`` that ``tuning=tuned`` applies.
+- Resume: a trial left RUNNING by a killed process is marked FAIL (``interrupted``) and its parameters are
+  queued again, so the re-run trains the same run id and continues from its checkpoint; interrupted
+  trials do not count against the budget, finished and diverged ones do.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from pathlib import Path
+
+from bench import record as rec
+from bench.errors import ConfigError
+
+STUDY_SCHEMA = 1
+PRESET_DIR = Path(__file__).parent / "conf" / "tuned"
+SWEEP_VALUE = ("choice(", "range(", "interval(", "tag(")
+
+
+def study_dir(results_dir: str | Path, method: str, data: str) -> Path:
+    return Path(results_dir) / "tune" / f"{method}_{data}"
+
+
+def storage_url(directory: Path) -> str:
+    return f"sqlite:///{Path(directory).resolve() / 'study.db'}"
+
+
+def is_sweep(value: str) -> bool:
+    return str(value).strip().startswith(SWEEP_VALUE)
+
+
+def trial_tag(overrides: dict[str, object]) -> str:
+    """The run tag of a trial: a hash of its sampled parameters (the same parameters resume the same run)."""
+    text = "\n".join(sorted(f"{k}={v}" for k, v in overrides.items()))
+    return "trial-" + hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def optuna():
+    os.environ.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")    # optuna 2.10 on SQLAlchemy 1.4
+    import optuna as _optuna
+
+    _optuna.logging.set_verbosity(_optuna.logging.WARNING)
+    return _optuna
+
+
+def load_study(storage: str, name: str):
+    o = optuna()
+    try:
+        return o.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+
+
+def prepare_resume(storage: str, name: str) -> tuple[int, int]:
+    """(trials that count against the budget, trials re-queued after an interruption)."""
+    study = load_study(storage, name)
+    if study is None:
+        return 0, 0
+    states = optuna().trial.TrialState
+    requeued = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state == states.RUNNING:               # this process holds the study's lock: nobody runs it
+            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+            study._storage.set_trial_state(t._trial_id, states.FAIL)
+            study.enqueue_trial(t.params)
+            requeued += 1
+    counted = [t for t in study.get_trials(deepcopy=False) if t.state in (states.COMPLETE, states.FAIL)
+               and not t.user_attrs.get("interrupted")]
+    return len(counted), requeued
+
+
+def objective(record: dict, metric: str, nfes: list[int], weights: list[str]) -> tuple[float, str, dict]:
+    """(value, chosen weights, metric values by weights and NFE) of one trial on the validation split:
+    for each kept weights the mean of ``metric`` over ``nfes``, and the best of those (lower is better)."""
+    points: dict[str, dict[str, dict]] = {}
+    for ev in record["evals"]:
+        if ev.get("split") == "validation" and ev["weights"] in weights and ev["nfe"] in nfes:
+            points.setdefault(ev["weights"], {})[str(ev["nfe"])] = ev["metrics"]
+    scores = {}
+    for w in weights:
+        vals = [(points.get(w, {}).get(str(n)) or {}).get(metric) for n in nfes]
+        scores[w] = math.inf if any(v is None for v in vals) else sum(vals) / len(vals)
+    best = min(weights, key=lambda w: scores[w])
+    return scores[best], best, points
+
+
+def trial_rows(study, records_dir: Path, prefix: str, tune: dict) -> list[dict]:
+    states = optuna().trial.TrialState
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        run_id = f"{prefix}-{trial_tag(t.params)}"
+        path = Path(records_dir) / f"{run_id}.json"
+        record = rec.read(path) if path.exists() else None
+        row = {"number": t.number, "state": t.state.name, "params": t.params, "value": t.value, "run_id": run_id,
+               "interrupted": bool(t.user_attrs.get("interrupted")),
+               "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+               if t.datetime_complete and t.datetime_start else None}
+        if record is not None:
+            value, weights, points = objective(record, tune["metric"], tune["nfe"], tune["weights"])
+            row.update(weights=weights, points=points, train_status=record["train"].get("status"),
+                       train_seconds=record["train"].get("wall_seconds"))
+            if t.state == states.COMPLETE:
+                row["value"] = value
+        rows.append(row)
+    return rows
+
+
+def export(storage: str, name: str, directory: Path, tune: dict, info: dict, preset_dir: Path = PRESET_DIR) -> Path:
+    """Write ``study.json`` and the winner's preset; returns the preset's path."""
+    study = load_study(storage, name)
+    if study is None:
+        raise ConfigError(f"no study '{name}' in {storage}: run python -m bench.tune first")
+    rows = trial_rows(study, directory / "records", info["run_prefix"], tune)
+    done = [r for r in rows if r["state"] == "COMPLETE" and r.get("weights")]
+    if not done:
+        raise ConfigError(f"study '{name}' has no finished trial yet")
+    best = min(done, key=lambda r: r["value"])
+    out = {"schema": STUDY_SCHEMA, "study": name, **info, "objective": {
+        "metric": tune["metric"], "direction": "minimize", "split": "validation", "nfe": tune["nfe"],
+        "weights": tune["weights"], "reduce": "mean over the NFE, then the best weights",
+        "n_samples": tune["num_samples"], "eval_seed": tune["eval_seed"], "train_seed": tune["seed"]},
+        "budget": {"trials": tune["trials"], "counted": sum(1 for r in rows if not r["interrupted"]
+                                                                and r["state"] in ("COMPLETE", "FAIL"))},
+        "trials": rows, "best": {k: best[k] for k in ("number", "value", "params", "weights", "run_id")},
+        "written": rec.now()}
+    (directory / "study.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return write_preset(preset_dir, info["method"], info["data"], best, out)
+
+
+def write_preset(preset_dir: Path, method: str, data: str, best: dict, study: dict) -> Path:
+    """``<method>_<data>_tuned.yaml``: the winner's parameters and chosen weights, citing its study."""
+    import yaml
+
+    tree: dict = {}
+    for key, value in sorted(best["params"].items()):
+        node = tree
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(str(value)) if isinstance(value, str) else value
+    tree.setdefault("eval", {})["weights"] = [best["weights"]]
+    o = study["objective"]
+    head = (f"# @package _global_\n# bench.tune's winner for method={method} data={data} (applied by tuning=tuned):\n"
+            f"# trial {best['number']} of {study['budget']['counted']}, {o['metric']} on the validation split "
+            f"{best['value']:.6g}\n# (mean over NFE {o['nfe']}, best of {', '.join(o['weights'])}). "
+            f"The study: results/tune/{study['study']}/study.json\n")
+    path = Path(preset_dir) / f"{method}_{data}_tuned.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(head + yaml.safe_dump(tree, sort_keys=True))
+    return path
