@@ -252,3 +252,23 @@ def test_meanflow_target_through_dit_attention_matches_finite_difference():
     expected = v - (t - r).view(-1, 1, 1, 1) * dudt
     assert dudt.abs().max() > 1e-2
     torch.testing.assert_close(target, expected, rtol=1e-6, atol=1e-7)
+
+
+def test_meanflow_jvp_runs_in_fp32_under_bf16_autocast():
+    """The JVP target under bf16 autocast equals the fp32 one (autocast is switched off inside it); with
+    autocast left on, the same network's target differs at the 1e-3 level."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 64), nn.SiLU(), nn.Linear(64, 2))
+    u_fn = lambda z, r, t: net(torch.cat([z, r[:, None], t[:, None]], 1))     # noqa: E731
+    g = torch.Generator().manual_seed(2)
+    z, v = torch.randn(64, 2, generator=g), torch.randn(64, 2, generator=g)
+    t = torch.rand(64, generator=g) * 0.9 + 0.1
+    r = t * torch.rand(64, generator=g)
+    u32, tgt32 = meanflow_target(u_fn, z, r, t, v)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        u16, tgt16 = meanflow_target(u_fn, z, r, t, v)
+        naive = u_fn(z, r, t)
+    assert u16.dtype == torch.float32 and tgt16.dtype == torch.float32
+    torch.testing.assert_close(tgt16, tgt32, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(u16, u32, rtol=1e-6, atol=1e-6)
+    assert naive.dtype == torch.bfloat16 and (naive.float() - u32).abs().max() > 1e-3
