@@ -20,6 +20,19 @@ from bench.suite_manifest import choice
 
 OTHER = "other-runs"            # page of the records that no suite manifest names
 METRIC_PREFIX = "metric:"
+WEIGHTS_PREFIX = "weights:"     # the extractor weights hash behind a metric value
+
+
+def metric_value(v) -> float:
+    """A recorded metric as a float: missing (None) is NaN; non-finite values stay non-finite."""
+    if v is None:
+        return float("nan")
+    if isinstance(v, dict):                 # an encoded non-finite value, e.g. {"nonfinite": "inf"}
+        v = next(iter(v.values()), None)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 @dataclass
@@ -56,7 +69,9 @@ def _eval_rows(record: dict) -> list[dict]:
         row = {**base, "weights": ev["weights"], "nfe": int(ev["nfe"]), "nfe_measured": ev["nfe_measured"],
                "guidance": float(ev["guidance"]), "n_samples": ev["n_samples"], "eval_seed": ev.get("seed")}
         row.update({k: ev["timing"].get(k) for k in timing_keys})
-        row.update({METRIC_PREFIX + k: (np.nan if v is None else float(v)) for k, v in ev["metrics"].items()})
+        row.update({METRIC_PREFIX + k: metric_value(v) for k, v in ev["metrics"].items()})
+        row.update({WEIGHTS_PREFIX + k: src.get("weights_hash") for k, src in (ev.get("metric_sources") or {}).items()
+                    if isinstance(src, dict) and src.get("weights_hash")})
         rows.append(row)
     return rows
 
