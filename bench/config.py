@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from itertools import product
 from typing import Any
 
@@ -143,10 +144,16 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
     return {k: v for k, v in hydra_node.runtime.choices.items() if not k.startswith("hydra")}
 
 
+def tuned_preset(choices: dict[str, str]):
+    """The tuned preset a run applies (``tuning=tuned``, ``bench/conf/tuned/``), or None (no study yet)."""
+    path = Path(__file__).parent / "conf" / "tuned" / f"{choices.get('tuned')}.yaml"
+    return path if path.exists() else None
+
+
 def run_id_of(choices: dict[str, str], top: TopConfig) -> str:
     """``method-data-model-s<seed>[-tuned][-tag]`` from the chosen config files, so presets never collide."""
     rid = f"{choices['method']}-{choices['data']}-{choices['model']}-s{top.seed}"
-    if choices.get("tuning", "none") != "none":        # a tuned preset changes the training config
+    if choices.get("tuning", "none") != "none" and tuned_preset(choices):    # it changes the training config
         rid += f"-{choices['tuning']}"
     if top.tag:
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", top.tag):

@@ -176,3 +176,20 @@ def test_non_finite_metric_values_survive_loading():
     assert math.isnan(metric_value(None)) and metric_value(float("inf")) == math.inf
     assert metric_value("-Infinity") == -math.inf and math.isnan(metric_value({"nonfinite": "nan"}))
     assert metric_value(0.25) == 0.25
+
+
+def test_weights_are_chosen_on_the_validation_split():
+    from bench.report.sections import apply_weights_choice
+
+    valid = _evals([{"label": "flow", "weights": w, "nfe": 4, "seed": s, "run_id": f"f{s}", METRIC_PREFIX + "fd_domain": v}
+                    for w, vals in (("raw", [2.0, 2.2]), ("ema_0.99", [1.0, 1.4]), ("ema_0.999", [1.1, np.nan]))
+                    for s, v in enumerate(vals)])
+    scores = stats.chosen_weights(valid, "fd_domain")
+    assert list(scores["flow"]) == ["ema_0.99", "raw", "ema_0.999"]      # a non-finite seed sinks its weights
+    test = _evals([{"label": lab, "weights": w, "nfe": 4, "seed": 0, "run_id": "x", METRIC_PREFIX + "fd_domain": 3.0}
+                   for lab in ("flow", "edm") for w in ("raw", "ema_0.99", "ema_0.999")])
+    kept, note = apply_weights_choice(test, valid)
+    assert sorted(map(tuple, kept[["label", "weights"]].values.tolist())) == [
+        ("edm", "ema_0.99"), ("edm", "ema_0.999"), ("edm", "raw"), ("flow", "ema_0.99")]
+    assert "flow: ema_0.99" in note and "validation split" in note
+    assert apply_weights_choice(test, valid.iloc[0:0])[1] is None

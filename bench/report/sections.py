@@ -204,15 +204,34 @@ def suite_page(name: str, manifest: dict | None, results: Results, published: li
     for group, data in order:
         title = f"{group}: {data}" if group else str(data)
         part = evals[(evals["group"] == group) & (evals["data"] == data)]
+        valid = results.validation
+        valid = valid[(valid["suite"] == name) & (valid["group"] == group) & (valid["data"] == data)] \
+            if not valid.empty else valid
+        part, choice_note = apply_weights_choice(part, valid)
         if part.empty:
             sec = Section(slug(title), title)
             sec.notes.append("No evaluation of these jobs has been recorded yet.")
         else:
             sec = build_section(slug(title), title, part, results, published, colors,
                                 diverged_runs(manifest, results, group, data))
-        sec.notes[:0] = declared_differences(manifest)
+        sec.notes[:0] = declared_differences(manifest) + ([choice_note] if choice_note else [])
         page.sections.append(sec)
     return page
+
+
+def apply_weights_choice(part: pd.DataFrame, valid: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Keep, per label, the test points of the weights that did best on the validation split."""
+    metric = mi.primary([c[len(METRIC_PREFIX):] for c in valid.columns if c.startswith(METRIC_PREFIX)]) \
+        if not valid.empty else None
+    scores = stats.chosen_weights(valid, metric) if metric else {}
+    if not scores:
+        return part, None
+    keep = part["label"].map(lambda lab: next(iter(scores[lab]), None) if lab in scores else None)
+    part = part[keep.isna() | (part["weights"] == keep)]
+    shown = "; ".join(f"{lab}: {next(iter(s))} (" + ", ".join(f"{w} {fg.fmt(v)}" for w, v in s.items()) + ")"
+                      for lab, s in scores.items())
+    return part, (f"Weights chosen on the validation split (every kept EMA evaluated; "
+                  f"{mi.info(metric).label} there, mean over points and seeds): {shown}. The tables show the chosen ones.")
 
 
 def declared_differences(manifest: dict | None) -> list[str]:

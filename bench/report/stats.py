@@ -144,6 +144,21 @@ def winner(summary: pd.DataFrame, metric: str, floor_spread: float = math.nan) -
     return out
 
 
+def chosen_weights(validation: pd.DataFrame, metric: str) -> dict[str, dict[str, float]]:
+    """label -> {weights: mean of ``metric`` over its validation points and seeds}, best first: the EMA
+    choice rule (every kept EMA evaluated, chosen on the validation split). Empty without a direction."""
+    col = METRIC_PREFIX + metric
+    if validation.empty or col not in validation or mi.direction(metric) is None:
+        return {}
+    sign = 1.0 if mi.direction(metric) == mi.LOWER else -1.0
+    out = {}
+    for label, g in validation.groupby("label", sort=False):
+        scores = pd.to_numeric(g[col], errors="coerce").groupby(g["weights"]).mean()  # a non-finite seed sinks it
+        scores = scores.where(np.isfinite(scores), sign * math.inf)
+        out[label] = dict(sorted(scores.items(), key=lambda kv: sign * kv[1]))
+    return out
+
+
 def one_step_comparison(summary: pd.DataFrame, metric: str, reference: str = "drifting") -> list[dict]:
     """For every label: its best ``metric`` (and at what NFE), and the smallest NFE at which it is at
     least as good as the one-step ``reference`` label, with the sampling time there.
