@@ -153,7 +153,8 @@ def chosen_weights(validation: pd.DataFrame, metric: str) -> dict[str, dict[str,
     sign = 1.0 if mi.direction(metric) == mi.LOWER else -1.0
     out = {}
     for label, g in validation.groupby("label", sort=False):
-        scores = pd.to_numeric(g[col], errors="coerce").groupby(g["weights"]).mean()  # a non-finite seed sinks it
+        values = pd.to_numeric(g[col], errors="coerce")
+        scores = values.groupby(g["weights"]).agg(lambda v: v.mean(skipna=False))    # a non-finite seed sinks it
         scores = scores.where(np.isfinite(scores), sign * math.inf)
         out[label] = dict(sorted(scores.items(), key=lambda kv: sign * kv[1]))
     return out
