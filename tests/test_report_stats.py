@@ -193,3 +193,23 @@ def test_weights_are_chosen_on_the_validation_split():
         ("edm", "ema_0.99"), ("edm", "ema_0.999"), ("edm", "raw"), ("flow", "ema_0.99")]
     assert "flow: ema_0.99" in note and "validation split" in note
     assert apply_weights_choice(test, valid.iloc[0:0])[1] is None
+
+
+def test_tuning_trials_figure_reads_the_studies(tmp_path):
+    import json
+
+    from bench.report import figures as fg
+    from bench.report import tuning
+
+    for m, vals in (("flow", [0.01, 0.02, 0.005]), ("edm", [0.03, 0.004])):
+        d = tmp_path / "tune" / f"{m}_ring8"
+        d.mkdir(parents=True)
+        trials = [{"number": i, "state": "COMPLETE", "value": v} for i, v in enumerate(vals)]
+        trials += [{"number": 7, "state": "FAIL", "value": None}, {"number": 8, "state": "FAIL", "interrupted": True}]
+        (d / "study.json").write_text(json.dumps({"method": m, "data": "ring8", "objective": {"metric": "energy"},
+                                                  "budget": {"trials": 16}, "trials": trials,
+                                                  "best": {"value": min(vals)}}))
+    fig = tuning.trials_figure(tmp_path, "ring8", fg.palette(["flow", "edm"]))
+    assert "edm: 2 trials, best 0.004, median 0.017, 1 failed" in fig.alt
+    assert "flow: 3 trials, best 0.005, median 0.01, 1 failed" in fig.alt and fig.uri.startswith("data:image/png")
+    assert [s["method"] for s in tuning.studies(tmp_path, "ring8")] == ["edm", "flow"]

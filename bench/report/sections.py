@@ -14,7 +14,7 @@ from bench.report import figures_runs as fr
 from bench.report import load as ld
 from bench.report import metric_info as mi
 from bench.report import published as pub
-from bench.report import stats, tables
+from bench.report import stats, tables, tuning
 from bench.report.load import METRIC_PREFIX, OTHER, Results
 
 REFERENCE_LABEL = "drifting"
@@ -158,6 +158,9 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
             sec.figures.append(fig)
     if primary and mi.direction(primary) is None:
         sec.notes.append(f"The leading metric '{primary}' has no known direction: no Pareto front.")
+    tuned = tuning.trials_figure(results.results_dir, data, colors) if _is_points(results, evals) else None
+    if tuned is not None:
+        sec.figures.append(tuned)
     runs = evals.drop_duplicates("run_id")[["run_id", "label", "seed"]].to_dict("records")
     curves, no_log = fr.training_curves(runs, results, colors, title)
     if curves:
