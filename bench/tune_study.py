@@ -7,7 +7,8 @@ the objective read off a trial's run record, and what it leaves behind.
   ``bench/conf/tuned/<method>_<data>_tuned.yaml`` that ``tuning=tuned`` applies.
 - Resume: a trial left RUNNING by a killed process is marked FAIL (``interrupted``) and its parameters are
   queued again, so the re-run trains the same run id and continues from its checkpoint; interrupted
-  trials do not count against the budget, finished and diverged ones do.
+  trials do not count against the budget, finished and diverged ones do. The winner comes from the first
+  ``tune.trials`` counted trials, so a study that ran further is cut to the same budget as the others.
 """
 from __future__ import annotations
 
@@ -119,7 +120,11 @@ def export(storage: str, name: str, directory: Path, tune: dict, info: dict, pre
     if study is None:
         raise ConfigError(f"no study '{name}' in {storage}: run python -m bench.tune first")
     rows = trial_rows(study, directory / "records", info["run_prefix"], tune)
-    done = [r for r in rows if r["state"] == "COMPLETE" and r.get("weights")]
+    counted = sorted((r for r in rows if r["state"] in ("COMPLETE", "FAIL") and not r["interrupted"]),
+                     key=lambda r: r["number"])
+    for r in counted[tune["trials"]:]:                   # a larger earlier study: the same budget for every method
+        r["beyond_budget"] = True
+    done = [r for r in counted[:tune["trials"]] if r["state"] == "COMPLETE" and r.get("weights")]
     if not done:
         raise ConfigError(f"study '{name}' has no finished trial yet")
     best = min(done, key=lambda r: r["value"])
@@ -127,8 +132,7 @@ def export(storage: str, name: str, directory: Path, tune: dict, info: dict, pre
         "metric": tune["metric"], "direction": "minimize", "split": "validation", "nfe": tune["nfe"],
         "weights": tune["weights"], "reduce": "mean over the NFE, then the best weights",
         "n_samples": tune["num_samples"], "eval_seed": tune["eval_seed"], "train_seed": tune["seed"]},
-        "budget": {"trials": tune["trials"], "counted": sum(1 for r in rows if not r["interrupted"]
-                                                                and r["state"] in ("COMPLETE", "FAIL"))},
+        "budget": {"trials": tune["trials"], "counted": min(len(counted), tune["trials"])},
         "trials": rows, "best": {k: best[k] for k in ("number", "value", "params", "weights", "run_id")},
         "written": rec.now()}
     (directory / "study.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
