@@ -88,8 +88,23 @@ def make_scheduler(sampler: str, steps: int, num_train_timesteps: int, schedule:
     return s
 
 
+class StepSampled:
+    """The NFE rules of step samplers, shared by the DDPM family and EDM: N evaluations per pass for N steps,
+    2N - 1 for Heun; ``max_steps`` bounds N (the training timesteps of a discrete schedule; None: no bound)."""
+
+    max_steps: int | None = None
+
+    def default_nfe(self) -> list[int]:
+        return default_step_nfe(self.cfg.sampler == "heun")
+
+    def check_nfe(self, nfe: int, guidance: float) -> None:
+        check_guidance(self.name, self.conditional, self.cfg.label_dropout, guidance)
+        check_step_nfe(self.name, self.cfg.sampler, self.cfg.sampler == "heun",
+                       passes_per_step(self.conditional, guidance), nfe, self.max_steps)
+
+
 @register_method
-class Diffusion(TimeConditioned):
+class Diffusion(StepSampled, TimeConditioned):
     name = "diffusion"
 
     @dataclass
@@ -121,6 +136,7 @@ class Diffusion(TimeConditioned):
         if not 0.0 < self.betas[0] < self.betas[1] < 1.0:
             raise ValueError(f"method.beta_start < method.beta_end must lie in (0, 1), got {self.betas}")
         self.cfg, self.conditional = cfg, cfg.conditional
+        self.max_steps = cfg.num_train_timesteps
         self.shape: tuple[int, ...] | None = None
         self.null_label = 0
         sched = make_scheduler("ddim", 1, cfg.num_train_timesteps, cfg.schedule, *self.betas, cfg.prediction)
@@ -167,13 +183,6 @@ class Diffusion(TimeConditioned):
                 x = sched.step(out, t, x).prev_sample
         return x
 
-    def default_nfe(self) -> list[int]:
-        return default_step_nfe(self.cfg.sampler == "heun")
-
-    def check_nfe(self, nfe: int, guidance: float) -> None:
-        check_guidance(self.name, self.conditional, self.cfg.label_dropout, guidance)
-        check_step_nfe(self.name, self.cfg.sampler, self.cfg.sampler == "heun",
-                       passes_per_step(self.conditional, guidance), nfe, self.cfg.num_train_timesteps)
 
 
 def steps_for(nfe: int, passes: int, second_order: bool) -> int:

@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from methods.base import Batch, per_image_noise
-from methods.cfg import check_guidance, check_label_dropout, drop_labels, guided, passes_per_step
-from methods.diffusion import check_step_nfe, default_step_nfe, steps_for
+from methods.cfg import check_label_dropout, drop_labels, guided, passes_per_step
+from methods.diffusion import StepSampled, steps_for
 from methods.flow import bcast
 from methods.registry import register_method
 from methods.time_conditioned import TimeConditioned
@@ -59,7 +59,7 @@ def karras_sigmas(steps: int, sigma_min: float, sigma_max: float, rho: float) ->
 
 
 @register_method
-class EDM(TimeConditioned):
+class EDM(StepSampled, TimeConditioned):
     name = "edm"
 
     @dataclass
@@ -120,12 +120,4 @@ class EDM(TimeConditioned):
                 x_next = x + (s_next - s) * 0.5 * (d + slope(x_next, s_next))
             x = x_next
         return x
-
-    def default_nfe(self) -> list[int]:
-        return default_step_nfe(self.cfg.sampler == "heun")
-
-    def check_nfe(self, nfe: int, guidance: float) -> None:
-        check_guidance(self.name, self.conditional, self.cfg.label_dropout, guidance)
-        check_step_nfe(self.name, self.cfg.sampler, self.cfg.sampler == "heun",
-                       passes_per_step(self.conditional, guidance), nfe, None)
 

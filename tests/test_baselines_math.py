@@ -101,21 +101,23 @@ def alphas_cumprod(schedule: str) -> torch.Tensor:
 
 
 class DiffusionOracle(nn.Module):
-    """The exact epsilon (or v) prediction for x ~ N(MU, S^2 I) at time t = k / 1000 (k may be fractional)."""
+    """The exact epsilon (or v) prediction for x ~ N(mu, s^2 I) at time t = k / 1000 (k may be fractional);
+    ``seen`` records the timesteps k it was asked about."""
 
-    def __init__(self, schedule: str, prediction: str):
+    def __init__(self, schedule: str, prediction: str, mu: torch.Tensor = MU, s: float = S):
         super().__init__()
         self.abar = alphas_cumprod(schedule)
-        self.prediction = prediction
+        self.prediction, self.mu, self.s, self.seen = prediction, mu, s, []
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, x, cond):
         k = cond["t"].double() * 1000
+        self.seen.append(float(k[0]))
         lo = k.floor().long().clamp(0, 999)
         w = (k - lo).view(-1, 1)
         abar = ((1 - w) * self.abar[lo].view(-1, 1) + w * self.abar[(lo + 1).clamp(max=999)].view(-1, 1))
         x = x.double()
-        eps = (1 - abar).sqrt() / (abar * S**2 + 1 - abar) * (x - abar.sqrt() * MU)
+        eps = (1 - abar).sqrt() / (abar * self.s**2 + 1 - abar) * (x - abar.sqrt() * self.mu)
         if self.prediction == "epsilon":
             return eps.float()
         x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()

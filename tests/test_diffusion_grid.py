@@ -12,10 +12,10 @@ import os
 
 import pytest
 import torch
-from torch import nn
 
 from methods.base import DataSpec
 from methods.diffusion import Diffusion, ddim_step, grid_pairs, make_scheduler
+from tests.test_baselines_math import DiffusionOracle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MU, S = torch.tensor([1.0, 0.0], dtype=torch.float64), 0.01
@@ -23,26 +23,9 @@ SPEC = DataSpec(name="narrow", shape=(2,), num_classes=0, kind="points")
 GRID = (16, 32, 64, 128)
 
 
-class NarrowOracle(nn.Module):
-    """Exact epsilon (or v) for x ~ N(MU, S^2 I) at integer or fractional timesteps; records the times."""
-
-    def __init__(self, abar: torch.Tensor, prediction: str = "epsilon"):
-        super().__init__()
-        self.abar, self.prediction, self.seen = abar.double(), prediction, []
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x, cond):
-        k = cond["t"].double() * 1000
-        self.seen.append(float(k[0]))
-        lo = k.floor().long().clamp(0, 999)
-        w = (k - lo).view(-1, 1)
-        a = (1 - w) * self.abar[lo].view(-1, 1) + w * self.abar[(lo + 1).clamp(max=999)].view(-1, 1)
-        x = x.double()
-        eps = (1 - a).sqrt() / (a * S**2 + 1 - a) * (x - a.sqrt() * MU)
-        if self.prediction == "epsilon":
-            return eps.float()
-        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
-        return (a.sqrt() * eps - (1 - a).sqrt() * x0).float()
+def NarrowOracle(prediction: str = "epsilon") -> DiffusionOracle:
+    """The exact oracle of the narrow mode, on abar written out from the DDPM paper (not from diffusers)."""
+    return DiffusionOracle("linear", prediction, MU, S)
 
 
 def nfe_of(sampler: str, steps: int) -> int:
@@ -62,7 +45,7 @@ def test_narrow_mode_spread_matches_the_grids_last_step(sampler):
     stds = []
     for steps in GRID:
         method = Diffusion(Diffusion.Config(sampler=sampler))
-        oracle = method.build(NarrowOracle(method.alphas_cumprod), SPEC)
+        oracle = method.build(NarrowOracle(), SPEC)
         x = method.sample(oracle, torch.arange(1000), None, nfe_of(sampler, steps), 1.0).double()
         sig = last_sigma(sampler, steps, method)
         expected = S**2 / (S**2 + sig**2) ** 0.5
@@ -76,7 +59,7 @@ def test_narrow_mode_spread_matches_the_grids_last_step(sampler):
 @pytest.mark.parametrize("steps", GRID)
 def test_ddim_network_times_equal_the_grid_and_end_at_the_chain_end(steps):
     method = Diffusion(Diffusion.Config(sampler="ddim"))
-    oracle = method.build(NarrowOracle(method.alphas_cumprod), SPEC)
+    oracle = method.build(NarrowOracle(), SPEC)
     method.sample(oracle, torch.arange(8), None, steps, 1.0)
     grid = make_scheduler("ddim", steps, 1000, "linear", *method.betas, "epsilon").timesteps.tolist()
     assert [round(t) for t in oracle.seen] == grid and len(grid) == steps and grid[0] == 999
@@ -107,7 +90,7 @@ def test_v_prediction_step_equals_epsilon_step():
     """The same oracle in both parameterisations takes the same DDIM step."""
     method = Diffusion(Diffusion.Config())
     x = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
-    eps_o, v_o = NarrowOracle(method.alphas_cumprod), NarrowOracle(method.alphas_cumprod, "v_prediction")
+    eps_o, v_o = NarrowOracle(), NarrowOracle("v_prediction")
     t = torch.full((5,), 0.5)
     a = ddim_step(method.alphas_cumprod, 500, 437, x, eps_o(x, {"t": t}), "epsilon")
     b = ddim_step(method.alphas_cumprod, 500, 437, x, v_o(x, {"t": t}), "v_prediction")
