@@ -99,6 +99,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def study_setup(overrides: list[str]) -> tuple[DictConfig, dict, dict]:
     """Compose and validate the study's run (one line on a bad key or value, exit 2)."""
+    try:
+        import hydra_plugins.hydra_optuna_sweeper  # noqa: F401
+    except ImportError:
+        raise ConfigError("bench.tune needs Hydra's Optuna sweeper: pip install -e '.[tune]'") from None
     if any(o.split("=", 1)[0].lstrip("+~") in ("tuning", "seed", "tag", "eval.split") for o in overrides):
         raise ConfigError("bench.tune sets tuning, seed, tag and eval.split itself; set tune.seed for the "
                           "trials' training seed")
