@@ -124,7 +124,8 @@ def execute(spec: RunSpec) -> Path:
             "n_samples": spec.eval.num_samples, "seed": spec.eval.seed, "split": spec.eval.split, "metrics": result.values,
             "metric_sources": result.sources, "timing": {**gen.timing, "metrics_seconds": result.seconds}})
         rec.write_atomic(rec_path, record)
-        np.save(run_dir / samples_name(weights, nfe, guidance), gen.samples.numpy())
+        if spec.eval.split == "test":               # validation points choose; the report draws test samples
+            np.save(run_dir / samples_name(weights, nfe, guidance), gen.samples.numpy())
         save_reference(run_dir, lambda: spec.data.reference(spec.eval.num_samples)[0].numpy(), spec.data.spec.kind)
         shown = ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=n/a" for k, v in result.values.items())
         print(f"  NFE measured {gen.nfe_measured:g}; {shown}")
