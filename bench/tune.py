@@ -11,7 +11,7 @@ Optuna sweeper (hydra-optuna-sweeper, TPE), under the same budget for every meth
   the method's default grid), for each kept weights (raw and every EMA; choosing the EMA on the validation
   split is part of tuning), the best weights counting.
 - Resume: the study lives in ``<results>/tune/<method>_<data>/study.db``; re-running the command continues
-  until ``tune.trials`` trials are done (``bench.tune_study``), then writes ``study.json`` and the preset
+  until ``tune.trials`` distinct trials are done (``bench.tune_study``), then writes ``study.json`` and the preset
   ``bench/conf/tuned/<method>_<data>_tuned.yaml`` that ``tuning=tuned`` (and ``bench.suite toy``) apply.
   The winner's report runs use fresh training seeds (the suites' 0, 1, 2; trials use ``tune.seed``).
 """
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         except BlockingIOError:
             print(f"bench.tune: error: study {name} is running in another process ({directory})", file=sys.stderr)
             return 2
-        counted, requeued = ts.prepare_resume(storage, name)
+        counted, requeued, stored = ts.prepare_resume(storage, name)
         todo = 0 if args.export_only else tune["trials"] - counted
         print(f"study {name}: {counted}/{tune['trials']} trial(s) done"
               + (f", {requeued} interrupted one(s) queued again" if requeued else "") + f"; storage {storage}")
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         if todo > 0:
             sys.argv = ["bench.tune", "-m", *args.overrides, f"+tune={info['method']}", "tuning=none", *SWEEPER,
                         f"hydra.sweeper.n_trials={todo}", f"hydra.sweeper.storage={storage}",
-                        f"hydra.sweeper.study_name={name}", f"hydra.sweeper.sampler.seed={tune['sampler_seed'] + counted}",
+                        f"hydra.sweeper.study_name={name}", f"hydra.sweeper.sampler.seed={tune['sampler_seed'] + stored}",
                         f"hydra.sweeper.sampler.n_startup_trials={tune['startup_trials']}",
                         f"hydra.sweep.dir={directory / 'sweep'}", f"+tune.results_dir={directory}"]
             run_trial()

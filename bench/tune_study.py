@@ -7,7 +7,8 @@ the objective read off a trial's run record, and what it leaves behind.
   ``bench/conf/tuned/<method>_<data>_tuned.yaml`` that ``tuning=tuned`` applies.
 - Resume: a trial left RUNNING by a killed process is marked FAIL (``interrupted``) and its parameters are
   queued again, so the re-run trains the same run id and continues from its checkpoint; interrupted
-  trials do not count against the budget, finished and diverged ones do. The winner comes from the first
+  trials do not count against the budget, finished and diverged ones do (a repeat of an earlier trial's
+  parameters does not: the sampler is reseeded by the number of stored trials). The winner comes from the first
   ``tune.trials`` counted trials, so a study that ran further is cut to the same budget as the others.
 """
 from __future__ import annotations
@@ -60,11 +61,23 @@ def load_study(storage: str, name: str):
         return None
 
 
-def prepare_resume(storage: str, name: str) -> tuple[int, int]:
-    """(trials that count against the budget, trials re-queued after an interruption)."""
+def counted_trials(trials: list, states) -> list:
+    """The trials that count against the budget, in order: finished or failed (diverged), not interrupted,
+    and not a repeat of an earlier counted trial's parameters (a repeat trains nothing new)."""
+    out, seen = [], set()
+    for t in sorted(trials, key=lambda t: t.number):
+        key = tuple(sorted((k, str(v)) for k, v in t.params.items()))
+        if t.state in (states.COMPLETE, states.FAIL) and not t.user_attrs.get("interrupted") and key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
+
+
+def prepare_resume(storage: str, name: str) -> tuple[int, int, int]:
+    """(trials that count against the budget, trials re-queued after an interruption, trials stored)."""
     study = load_study(storage, name)
     if study is None:
-        return 0, 0
+        return 0, 0, 0
     states = optuna().trial.TrialState
     requeued = 0
     for t in study.get_trials(deepcopy=False):
@@ -73,9 +86,8 @@ def prepare_resume(storage: str, name: str) -> tuple[int, int]:
             study._storage.set_trial_state(t._trial_id, states.FAIL)
             study.enqueue_trial(t.params)
             requeued += 1
-    counted = [t for t in study.get_trials(deepcopy=False) if t.state in (states.COMPLETE, states.FAIL)
-               and not t.user_attrs.get("interrupted")]
-    return len(counted), requeued
+    trials = study.get_trials(deepcopy=False)
+    return len(counted_trials(trials, states)), requeued, len(trials)
 
 
 def objective(record: dict, metric: str, nfes: list[int], weights: list[str]) -> tuple[float, str, dict]:
@@ -120,8 +132,10 @@ def export(storage: str, name: str, directory: Path, tune: dict, info: dict, pre
     if study is None:
         raise ConfigError(f"no study '{name}' in {storage}: run python -m bench.tune first")
     rows = trial_rows(study, directory / "records", info["run_prefix"], tune)
-    counted = sorted((r for r in rows if r["state"] in ("COMPLETE", "FAIL") and not r["interrupted"]),
-                     key=lambda r: r["number"])
+    numbers = {t.number for t in counted_trials(study.get_trials(deepcopy=False), optuna().trial.TrialState)}
+    for r in rows:
+        r["repeat"] = r["state"] in ("COMPLETE", "FAIL") and not r["interrupted"] and r["number"] not in numbers
+    counted = [r for r in rows if r["number"] in numbers]
     for r in counted[tune["trials"]:]:                   # a larger earlier study: the same budget for every method
         r["beyond_budget"] = True
     done = [r for r in counted[:tune["trials"]] if r["state"] == "COMPLETE" and r.get("weights")]
