@@ -39,6 +39,7 @@ def test_a_study_runs_resumes_and_writes_its_preset(tmp_path):
     assert s["budget"] == {"trials": 2, "counted": 2} and s["objective"]["split"] == "validation"
     assert [t["interrupted"] for t in s["trials"]] == [False, True, False]
     done = [t for t in s["trials"] if t["state"] == "COMPLETE"]
+    assert len({json.dumps(t["params"], sort_keys=True) for t in done}) == 2 and not any(t["repeat"] for t in done)
     for t in done:                                 # every kept weights evaluated at every tuning NFE
         assert set(t["points"]) == {"raw", "ema_0.99", "ema_0.999"} and set(t["points"]["raw"]) == {"1", "2"}
         mean = {w: sum(p[n]["energy"] for n in ("1", "2")) / 2 for w, p in t["points"].items()}
