@@ -33,6 +33,7 @@ from bench.config import compose_config, group_choices
 from bench.errors import ConfigError, RunError
 from bench.tasks import execute, prepare
 
+COMMAND_LINE: set[str] = set()       # keys bench.tune's own command line sets (not sampled)
 SWEEPER = ("hydra/sweeper=optuna", "hydra.sweeper.direction=minimize", "hydra.sweeper.max_failure_rate=1.0",
            "hydra.sweeper.n_jobs=1")
 
@@ -63,11 +64,11 @@ def trial_config(cfg: DictConfig, tune: dict, params: dict[str, str], results_di
 
 def sampled_params(cfg: DictConfig) -> dict[str, str]:
     """This trial's sampled values (the sweeper's overrides of the search-space keys), as strings."""
-    space = {k for k, v in (HydraConfig.get().sweeper.params or {}).items() if ts.is_sweep(v)}
+    fixed = {k for k, v in (HydraConfig.get().sweeper.params or {}).items() if not ts.is_sweep(v)}
     out = {}
     for o in HydraConfig.get().overrides.task:
         key, _, value = o.partition("=")
-        if key in space:
+        if key not in fixed and key not in COMMAND_LINE:     # sampled: declared and conditional keys
             out[key] = value
     return out
 
@@ -108,7 +109,7 @@ def study_setup(overrides: list[str]) -> tuple[DictConfig, dict, dict]:
                           "trials' training seed")
     base = compose_config([o for o in overrides if not o.lstrip("+~").startswith("tune.")])
     choices = group_choices(base)
-    cfg = compose_config([*overrides, f"+tune={choices['method']}", "tuning=none"])
+    cfg = compose_config([*overrides, f"+tune={choices['method']}", "tuning=none", "hydra/sweeper=optuna"])
     tune = trial_settings(cfg)
     if not isinstance(tune.get("trials"), int) or tune["trials"] < 1:
         raise ConfigError(f"tune.trials must be a positive integer, got {tune.get('trials')!r}")
@@ -116,7 +117,9 @@ def study_setup(overrides: list[str]) -> tuple[DictConfig, dict, dict]:
     spec = prepare(trial_config(cfg, tune, {}, str(directory)))        # validates every key before any trial
     info = {"method": choices["method"], "data": choices["data"], "model": choices["model"],
             "run_prefix": f"{choices['method']}-{choices['data']}-{choices['model']}-s{tune['seed']}",
-            "search_space": OmegaConf.to_container(cfg.hydra.sweeper.params),
+            "search_space": {**OmegaConf.to_container(cfg.hydra.sweeper.params),
+                             **({"conditional": cfg.hydra.sweeper.custom_search_space}
+                                if cfg.hydra.sweeper.get("custom_search_space") else {})},
             "train": {k: spec.train.__dict__[k] for k in ("steps", "batch_size", "ema")},
             "images_per_trial": spec.train.steps * spec.train.batch_size}
     if tune["nfe"] is None:
@@ -151,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"hydra.sweeper.study_name={name}", f"hydra.sweeper.sampler.seed={tune['sampler_seed'] + stored}",
                         f"hydra.sweeper.sampler.n_startup_trials={tune['startup_trials']}",
                         f"hydra.sweep.dir={directory / 'sweep'}", f"+tune.results_dir={directory}"]
+            COMMAND_LINE.update(o.split("=", 1)[0] for o in sys.argv[2:])
             run_trial()
         try:
             preset = ts.export(storage, name, directory, tune, {**info, "wall_seconds_this_call":
