@@ -7,9 +7,9 @@ Optuna sweeper (hydra-optuna-sweeper, TPE), under the same budget for every meth
 - Budget: every trial trains the composed run (``train=toy`` for the toys: the same images seen for every
   method) and every method gets ``tune.trials`` trials.
 - Objective: ``tune.metric`` on the validation split (``eval.split=validation``: its own data seed, its own
-  noise seeds ``tune.eval_seed``; never the reference the report shows), averaged over ``tune.nfe`` (null:
-  the method's default grid), for each kept weights (raw and every EMA; choosing the EMA on the validation
-  split is part of tuning), the best weights counting.
+  noise seeds ``tune.eval_seed``; never the reference the report shows), as log10(max(value, tune.clip))
+  averaged over ``tune.nfe`` (null: the method's default grid), for each kept weights (raw and every EMA;
+  choosing the EMA on the validation split is part of tuning), the best weights counting.
 - Resume: the study lives in ``<results>/tune/<method>_<data>/study.db``; re-running the command continues
   until ``tune.trials`` distinct trials are done (``bench.tune_study``), then writes ``study.json`` and the preset
   ``bench/conf/tuned/<method>_<data>_tuned.yaml`` that ``tuning=tuned`` (and ``bench.suite toy``) apply.
@@ -83,8 +83,8 @@ def run_trial(cfg: DictConfig) -> float:
         path = execute(spec)
     except RunError as e:                 # a diverged trial counts against the budget as FAIL
         raise RuntimeError(f"trial {spec.run_id} failed: {e}") from None
-    value, weights, _ = ts.objective(rec.read(path), tune["metric"], tune["nfe"], tune["weights"])
-    print(f"{spec.run_id}: {tune['metric']} {value:.6g} on the validation split ({weights})", flush=True)
+    value, weights, _ = ts.objective(rec.read(path), tune)
+    print(f"{spec.run_id}: objective {value:.4g} (log10 {tune['metric']}) on the validation split ({weights})", flush=True)
     if value == float("inf"):
         raise RuntimeError(f"trial {spec.run_id}: no finite {tune['metric']} on the validation split")
     return value

@@ -4,6 +4,7 @@ one-line errors. Tiny budgets: the protocol's numbers are the configs' (bench/co
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def test_a_study_runs_resumes_and_writes_its_preset(tmp_path):
     assert len({json.dumps(t["params"], sort_keys=True) for t in done}) == 2 and not any(t["repeat"] for t in done)
     for t in done:                                 # every kept weights evaluated at every tuning NFE
         assert set(t["points"]) == {"raw", "ema_0.99", "ema_0.999"} and set(t["points"]["raw"]) == {"1", "2"}
-        mean = {w: sum(p[n]["energy"] for n in ("1", "2")) / 2 for w, p in t["points"].items()}
+        mean = {w: sum(math.log10(max(p[n]["energy"], 1e-4)) for n in ("1", "2")) / 2 for w, p in t["points"].items()}
         assert t["value"] == pytest.approx(min(mean.values())) and mean[t["weights"]] == pytest.approx(t["value"])
         record = json.loads((directory / "records" / f"{t['run_id']}.json").read_text())
         assert record["config"]["seed"] == 100 and all(e["split"] == "validation" and e["seed"] == 5_000_000

@@ -55,13 +55,11 @@ def trials_figure(results_dir: Path, data: str, colors: dict) -> fg.Figure | Non
         notes.append(f"{s['method']}: {len(done)} trials, best {fg.fmt(s['best']['value'])}, median "
                      f"{fg.fmt(float(np.median(vals))) if len(vals) else 'n/a'}, {failed} failed")
     ax.set_xticks(range(len(found)), names)
-    if (np.array([t["value"] for s in found for t in s["trials"] if t.get("value") is not None]) > 0).all():
-        fg.log_axis(ax, "y")
-    ax.set(ylabel=f"{metric} (validation)", title=f"Tuning trials on {data} (lower is better)")
+    ax.set(ylabel=f"objective: log10 {metric} (validation)", title=f"Tuning trials on {data} (lower is better)")
     trials = {s["budget"]["trials"] for s in found}
-    alt = (f"Dot plot of the {metric} on the validation split of every tuning trial on {data}, one column per "
+    alt = (f"Dot plot of the objective (log10 {metric}) on the validation split of every tuning trial on {data}, one column per "
            f"method, the chosen trial ringed. " + "; ".join(notes) + ".")
     return fg.Figure(fg.to_uri(fig), alt, f"Equal-budget tuning (python -m bench.tune; {'/'.join(map(str, sorted(trials)))} "
-                     f"trials per method, the same training budget each): {metric} on the validation split, mean over "
-                     f"the method's tuning NFE, best kept weights; ringed: the preset the suite runs. Studies: "
+                     f"trials per method, the same training budget each): {found[0]['objective'].get('reduce', metric)} on the "
+                     f"validation split over the method's tuning NFE, best kept weights; ringed: the preset the suite runs. Studies: "
                      f"results/tune/<method>_{data}/study.json.")
