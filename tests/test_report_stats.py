@@ -152,6 +152,8 @@ def test_winners_only_where_intervals_separate():
     assert w["winner"] is None and "floor" in w["reason"]
     one = _evals(_seeds("drifting", [1.0], "energy") + _seeds("flow", [9.0], "energy", nfe=8))
     assert stats.winner(stats.summarize(one, ["energy"]), "energy")["winner"] is None   # one seed: no interval
+    alone = stats.winner(stats.summarize(_evals(_seeds("flow", [2.0, 2.1, 1.9], "energy")), ["energy"]), "energy")
+    assert alone["winner"] is None and "only one method" in alone["reason"]
     gone = _evals(_seeds("drifting", [np.nan, np.nan], "energy") + _seeds("flow", [2.0, 2.2], "energy", nfe=8))
     w = stats.winner(stats.summarize(gone, ["energy"]), "energy")
     assert w["best"][-1]["collapsed"] and w["winner"] == "flow"

@@ -133,6 +133,9 @@ def winner(summary: pd.DataFrame, metric: str, floor_spread: float = math.nan) -
     if top["collapsed"]:
         out["reason"] = "every label has collapsed seeds at every point"
         return out
+    if len(ranked) == 1:
+        out["reason"] = "only one method is compared here"
+        return out
     overlap = [b["label"] for b in rivals if not separated((top["mean"], top["half"]), (b["mean"], b["half"]))]
     close = [b["label"] for b in rivals if np.isfinite(floor_spread) and abs(b["mean"] - top["mean"]) <= 2 * floor_spread]
     if overlap:
