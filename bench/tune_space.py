@@ -10,6 +10,8 @@ def drifting(cfg, trial) -> None:
     several and has the release's affinity floor (methods/drifting refuses production keys under alg2)."""
     if trial.params["method.loss"] == "alg2":
         trial.suggest_float("method.temperature", 0.01, 0.5, log=True)
+        # unused by Algorithm 2, which refuses a changed floor; a per-data preset may have changed it (grid25)
+        trial.suggest_categorical("method.affinity_clamp", [1.0e-6])
     else:
         trial.suggest_categorical("method.temperatures", PRODUCTION_TEMPERATURES)
         trial.suggest_categorical("method.affinity_clamp", [0.0, 1.0e-6])
