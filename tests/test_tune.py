@@ -15,7 +15,6 @@ import yaml
 
 from bench import tune_study as ts
 
-pytestmark = pytest.mark.slow
 TINY = ["method=flow", "data=ring8", "train.steps=3", "train.ckpt_every_steps=3", "eval.num_samples=64",
         "eval.batch_size=64", "tune.nfe=[1,2]", "tune.startup_trials=1", "model.hidden=16", "model.depth=1"]
 
@@ -27,6 +26,7 @@ def tune(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=900)
 
 
+@pytest.mark.slow
 def test_a_study_runs_resumes_and_writes_its_preset(tmp_path):
     out = tune(tmp_path, "tune.trials=1")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -68,3 +68,34 @@ def test_bad_input_fails_in_one_line(tmp_path):
     out = tune(tmp_path, "train.lr=abc")
     assert out.returncode == 2 and "train.lr" in out.stderr
     assert not (tmp_path / "results" / "tune" / "flow_ring8" / "study.db").exists()
+
+
+class _Trial:
+    """The part of optuna's Trial the conditional search space uses."""
+
+    def __init__(self, **params):
+        self.params = dict(params)
+
+    def suggest_float(self, name, low, high, log=False):
+        self.params[name] = low
+        return low
+
+    def suggest_categorical(self, name, choices):
+        self.params[name] = choices[0]
+        return choices[0]
+
+
+def test_drifting_space_is_conditional_on_the_loss_and_valid_for_its_method(tmp_path):
+    """Every sampled combination composes into a config the drifting method accepts, on grid25 too
+    (whose preset sets the production loss's affinity floor to 0)."""
+    from bench.config import compose_config
+    from bench.tasks import prepare
+    from bench.tune_space import drifting
+
+    for loss in ("alg2", "production"):
+        t = _Trial(**{"method.loss": loss})
+        drifting(None, t)
+        assert ("method.temperature" in t.params) == (loss == "alg2")
+        assert ("method.temperatures" in t.params) == (loss == "production")
+        prepare(compose_config(["method=drifting", "data=grid25", f"results_dir={tmp_path}",
+                                *(f"{k}={v}" for k, v in t.params.items())]))
