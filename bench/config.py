@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from itertools import product
 from typing import Any
 
@@ -19,6 +20,8 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from bench.data import dataset_entry
+from bench.data.tensor_source import SPLITS
 from bench.errors import ConfigError
 from methods.harness.train_config import TrainConfig
 
@@ -57,6 +60,7 @@ class EvalConfig:
     memorisation_k: int = 10              # nearest training images per generated one (the paper: 10)
     memorisation_features: str = "clip"   # clip | clip:HUB_ID_OR_PATH | inception (bench/evaluation/clip.py)
     checkpoints: str = "last"             # task=evaluate: last | all | K (the K newest kept checkpoints)
+    split: str = "test"                   # test (the report's reference) | validation (tuning, choices)
 
     def metric_options(self, device: str = "cpu"):
         from bench.metrics import MetricOptions
@@ -161,12 +165,20 @@ def group_choices(cfg: DictConfig) -> dict[str, str]:
     return {k: v for k, v in hydra_node.runtime.choices.items() if not k.startswith("hydra")}
 
 
+def tuned_preset(choices: dict[str, str]):
+    """The tuned preset a run applies (``tuning=tuned``, ``bench/conf/tuned/``), or None (no study yet)."""
+    path = Path(__file__).parent / "conf" / "tuned" / f"{choices.get('tuned')}.yaml"
+    return path if path.exists() else None
+
+
 def run_id_of(choices: dict[str, str], top: TopConfig) -> str:
-    """``method-data-model-s<seed>[-tag]`` from the chosen config files, so presets never collide; a
+    """``method-data-model-s<seed>[-tuned][-tag]`` from the chosen config files, so presets never collide; a
     recipe names the run: ``<recipe>-s<seed>[-tag]``."""
     rid = f"{choices['method']}-{choices['data']}-{choices['model']}-s{top.seed}"
     if choices.get("recipe"):
         rid = f"{choices['recipe']}-s{top.seed}"
+    elif choices.get("tuning", "none") != "none" and tuned_preset(choices):    # it changes the training config
+        rid += f"-{choices['tuning']}"
     if top.tag:
         if not re.fullmatch(r"[A-Za-z0-9_.+-]+", top.tag):
             raise ConfigError(f"tag='{top.tag}' may only hold letters, digits and _ . + -")
@@ -258,6 +270,8 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
                 method.check_nfe(nfe, g)
             except NFEError as e:
                 raise ConfigError(str(e)) from None
+    if ev.split not in SPLITS:
+        raise ConfigError(f"eval.split must be one of {', '.join(SPLITS)}, got '{ev.split}'")
     if ev.num_samples < 1 or ev.batch_size < 1:
         raise ConfigError("eval.num_samples and eval.batch_size must be >= 1")
     if ev.feature_batch_size < 1 or ev.kid_subset_size < 2:

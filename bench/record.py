@@ -160,13 +160,17 @@ def config_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 def eval_key(ev: dict) -> tuple:
-    """(weights, nfe, guidance, n_samples, seed, checkpoint_step); the step is None for the run's final
-    weights and the training step of an earlier checkpoint (``task=evaluate eval.checkpoints=...``)."""
-    return ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed"), ev.get("checkpoint_step")
+    """(weights, nfe, guidance, n_samples, seed, split, checkpoint_step): records without a split were on the
+    test split; the step is None for the run's final weights and the training step of an earlier checkpoint
+    (``task=evaluate eval.checkpoints=...``)."""
+    return (ev["weights"], ev["nfe"], float(ev["guidance"]), ev["n_samples"], ev.get("seed"), ev.get("split", "test"),
+            ev.get("checkpoint_step"))
 
 
 def find_eval(rec: dict, key: tuple, step: int | None = None) -> dict | None:
-    """The entry of point ``key`` = (weights, nfe, guidance, n_samples, seed) at checkpoint ``step``."""
+    """The entry of point ``key`` = (weights, nfe, guidance, n_samples, seed[, split]) at checkpoint ``step``
+    (no split: the test split)."""
+    key = key if len(key) == 6 else (*key, "test")
     return next((ev for ev in rec["evals"] if eval_key(ev) == (*key, step)), None)
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from bench import record as rec
+from bench import suite_compare as sc
 from bench import suite_manifest as sm
 from bench.suite_manifest import choice
 from bench.cluster import check_scheduler, launch_plan, planned_world
@@ -44,7 +45,7 @@ from bench.tasks import execute, prepare
 from bench.suite_launch import run_here, submit
 from bench.tasks.train import check_existing
 
-SUITE_KEYS = ("description", "overrides", "prepare", "jobs")
+SUITE_KEYS = ("description", "overrides", "prepare", "jobs", "differences", "choose_weights")
 JOB_ENTRY_KEYS = ("label", "group", "overrides")
 
 
@@ -102,6 +103,13 @@ def load_suite(path: Path) -> dict:
                                   f"{', '.join(JOB_ENTRY_KEYS)}")
             _strings(job.get("overrides"), f"{path}: {key}[{i}].overrides")
     _strings(spec.get("overrides"), f"{path}: overrides")
+    diffs = spec.get("differences") or {}
+    if not isinstance(diffs, dict) or not all(isinstance(v, str) and v.strip() for v in diffs.values()):
+        raise ConfigError(f"{path}: 'differences' maps a compared key ({', '.join(sc.COMPARED)}) to the reason "
+                          f"the jobs differ in it")
+    if spec.get("choose_weights") not in (None, "validation"):
+        raise ConfigError(f"{path}: choose_weights must be 'validation' (every kept EMA evaluated on the "
+                          f"validation split too) or absent, got {spec['choose_weights']!r}")
     return spec
 
 
@@ -131,10 +139,12 @@ def expand_jobs(spec: dict, cli_overrides: list[str], only: set[str] | None = No
         merged = merge_overrides(_strings(spec.get("overrides"), "overrides"),
                                  _strings(entry.get("overrides"), "overrides"), cli_overrides)
         for overrides in expand_sweep(merged):
-            key = (entry["label"], tuple(overrides))
-            if key not in seen:
-                seen.add(key)
-                jobs.append(Job(entry["label"], str(entry.get("group") or ""), overrides))
+            twins = [overrides] + ([sc.validation_twin(overrides)] if spec.get("choose_weights") else [])
+            for o in twins:
+                key = (entry["label"], tuple(o))
+                if key not in seen:
+                    seen.add(key)
+                    jobs.append(Job(entry["label"], str(entry.get("group") or ""), o))
     return jobs
 
 
@@ -192,7 +202,14 @@ def manifest_job(job: Job, spec: RunSpec) -> dict:
     return {"run_id": spec.run_id, "label": job.label, "group": job.group, "method": choice(spec.config, "method"),
             "data": choice(spec.config, "data"), "seed": spec.top.seed, "overrides": job.overrides,
             "points": [list(p) for p in spec.points], "n_samples": spec.eval.num_samples,
-            "eval_seed": spec.eval.seed, "metrics": list(spec.metrics)}
+            "eval_seed": spec.eval.seed, "metrics": list(spec.metrics), "split": spec.eval.split,
+            "compared": sc.compared_values(spec.config, spec.eval.num_samples)}
+
+
+def check_comparisons(prepared: list[tuple[Job, RunSpec]], spec: dict) -> None:
+    """Refuse comparisons that are not like for like (``bench.suite_compare``), before anything runs."""
+    sc.check_like_for_like([{**manifest_job(j, s), "values": manifest_job(j, s)["compared"]}
+                            for j, s in prepared if isinstance(s, RunSpec)], spec.get("differences"))
 
 
 def build_manifest(name: str, spec: dict, prepared: list[tuple[Job, RunSpec]], argv: list[str],
@@ -204,6 +221,7 @@ def build_manifest(name: str, spec: dict, prepared: list[tuple[Job, RunSpec]], a
         jobs = [j for j in previous["jobs"] if j["label"] not in labels] + jobs
     sha, dirty = rec.git_state(Path(__file__).parent)
     return {"schema": sm.MANIFEST_SCHEMA, "suite": name, "description": " ".join(str(spec.get("description", "")).split()),
+            "differences": dict(spec.get("differences") or {}),
             "labels": list(dict.fromkeys(j["label"] for j in spec["jobs"])), "git_sha": sha, "git_dirty": dirty,
             "written": rec.now(), "command": "python -m bench.suite " + " ".join(map(shlex.quote, argv)),
             "jobs": jobs}
@@ -253,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         with planned_world(plan.world):
             before, _ = prepare_jobs(expand_prepare(spec, args.overrides))
             prepared, deferred = prepare_jobs(jobs, products(s for _, s in before))
+        check_comparisons(prepared, spec)
     except ConfigError as e:
         print(f"bench.suite: error: {e}", file=sys.stderr)
         return 2
@@ -276,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with planned_world(plan.world):
                 prepared = prepare_jobs(jobs)[0]
+            check_comparisons(prepared, spec)
         except ConfigError as e:
             print(f"bench.suite: error: {e}", file=sys.stderr)
             return 2

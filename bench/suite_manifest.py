@@ -115,7 +115,7 @@ def job_status(job: dict, record: dict | None) -> JobStatus:
     status = record["train"].get("status")
     todo = []
     for w, n, g in points:
-        ev = rec.find_eval(record, (w, n, g, job["n_samples"], job["eval_seed"]))
+        ev = rec.find_eval(record, (w, n, g, job["n_samples"], job["eval_seed"], job.get("split", "test")))
         if ev is None or not set(job["metrics"]) <= set(ev["metrics"]):
             todo.append((w, n, g))
     if status == "diverged":

@@ -44,8 +44,12 @@ def meanflow_target(u_fn, z: Tensor, r: Tensor, t: Tensor, v: Tensor) -> tuple[T
     second step on (DDP rebuilds its gradient buckets inside the functorch transform: "Cannot access
     data pointer of Tensor that doesn't have storage"), dual tensors pass through DDP unchanged. Fused
     attention kernels (flash, memory-efficient) have no forward-mode derivative, so attention runs on
-    the math backend inside the JVP (the DiT backbone calls ``scaled_dot_product_attention``)."""
-    with fwAD.dual_level(), sdpa_kernel(SDPBackend.MATH):
+    the math backend inside the JVP (the DiT backbone calls ``scaled_dot_product_attention``).
+
+    The JVP runs in fp32 with autocast off: under bf16 autocast the tangent d/dt u, a difference of nearly
+    equal quantities scaled by (t - r), keeps ~3 significant digits and the self-referential target drifts."""
+    z, v, r, t = (a.float() if a.dtype in (torch.bfloat16, torch.float16) else a for a in (z, v, r, t))
+    with torch.autocast(z.device.type, enabled=False), fwAD.dual_level(), sdpa_kernel(SDPBackend.MATH):
         out = u_fn(fwAD.make_dual(z, v), fwAD.make_dual(r, torch.zeros_like(r)),
                    fwAD.make_dual(t, torch.ones_like(t)))
         u, dudt = fwAD.unpack_dual(out)

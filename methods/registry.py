@@ -55,5 +55,6 @@ def _import_builtins() -> None:
     import methods.backbones  # noqa: F401
     import methods.drifting.method  # noqa: F401
     import methods.diffusion  # noqa: F401
+    import methods.edm  # noqa: F401
     import methods.flow  # noqa: F401
     import methods.meanflow  # noqa: F401

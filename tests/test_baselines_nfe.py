@@ -20,7 +20,8 @@ from methods.meanflow import MeanFlow
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SAMPLERS = [("flow", s) for s in ("euler", "midpoint", "heun")] + \
-           [("diffusion", s) for s in ("ddpm", "ddim", "dpmpp_2m", "euler", "heun")] + [("meanflow", None)]
+           [("diffusion", s) for s in ("ddpm", "ddim", "dpmpp_2m", "euler", "heun")] + [("meanflow", None)] + \
+           [("edm", s) for s in ("heun", "euler")]
 
 
 def build(method: str, sampler: str | None, conditional: bool = True, extra: tuple[str, ...] = ()):

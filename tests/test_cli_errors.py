@@ -10,7 +10,7 @@ from bench.run import main
 from tests.conftest import FAST, ROOT, bench_env, run_bench
 
 CASES = [
-    (["method=nope"], "unknown method 'nope'; choose one of: diffusion, drifting, flow, meanflow"),
+    (["method=nope"], "unknown method 'nope'; choose one of: diffusion, drifting, edm, flow, meanflow"),
     (["train.lr=abc"], "train.lr: Value 'abc'"),
     (["train.foo=1"], "unknown config key 'train.foo'; valid keys of train: steps, batch_size, lr"),
     (["+train.foo=1"], "unknown config key 'train.foo'"),

@@ -105,3 +105,37 @@ def test_registered_with_torch_fidelity(opts, digits):
         feature_extractor_weights_path=str(classifier_file(digits, opts.cache_root())), cuda=False,
         cache=False, verbose=False)["frechet_inception_distance"]
     assert ours == pytest.approx(theirs, rel=1e-5)
+
+
+def test_cache_key_names_what_changes_the_weights():
+    from bench.metrics.domain import Recipe, weights_key
+
+    data = (torch.zeros(4, 1, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    key = weights_key(Recipe(), "SmallCNN", 10, "cpu", data)
+    assert key == weights_key(Recipe(), "SmallCNN", 10, "cpu", data)
+    assert key != weights_key(Recipe(), "SmallCNN", 10, "cuda:0", data)           # CUDA kernels differ
+    assert key != weights_key(Recipe(seed=1), "SmallCNN", 10, "cpu", data)
+    assert key != weights_key(Recipe(), "SmallCNN+stem_pool", 10, "cpu", data)
+    assert key != weights_key(Recipe(), "SmallCNN", 10, "cpu", (data[0] + 1, data[1]))
+    import bench.metrics.domain as dom
+    real = dom.torch.__version__
+    try:
+        dom.torch.__version__ = "0.0.1"
+        assert key != weights_key(Recipe(), "SmallCNN", 10, "cpu", data)       # another torch release
+    finally:
+        dom.torch.__version__ = real
+
+
+def test_cache_writes_leave_a_concurrent_writers_temporary_file_alone(tmp_path):
+    """Two jobs training the same classifier at once: each writes its own temporary file and renames it."""
+    from bench.metrics.domain import _save_atomic
+
+    path = tmp_path / "domain" / "digits-abc.pt"
+    path.parent.mkdir()
+    theirs = [path.with_suffix(".tmp"), path.with_name(f".{path.name}.tmp")]
+    for t in theirs:
+        t.write_bytes(b"half-written by another job")
+    _save_atomic(path, {"w": torch.ones(3)})
+    assert torch.load(path, weights_only=True)["w"].tolist() == [1.0, 1.0, 1.0]
+    assert all(t.read_bytes() == b"half-written by another job" for t in theirs)
+    assert sorted(p.name for p in path.parent.iterdir()) == sorted([path.name] + [t.name for t in theirs])

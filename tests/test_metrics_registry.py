@@ -40,7 +40,7 @@ def test_results_do_not_depend_on_feature_batch_size_or_streaming(ring, tmp_path
 def test_every_value_names_its_source(ring):
     data, x, _ = ring
     r = evaluate(["modes", "w2", "w2_floor"], x, None, data, 400)
-    assert set(r.values) == {"modes", "w2", "w2_floor"}
+    assert set(r.values) == {"modes", "w2", "w2_floor", "w2_floor_spread"}
     src = r.sources["w2"]
     assert src["extractor"] == "raw" and src["n_samples"] == 400 and src["n_reference"] == 400
     assert "ring8 reference" in src["reference"] and "weights_hash" in src

@@ -72,7 +72,9 @@ def test_upsert_replaces_the_same_point():
     assert len(r["evals"]) == 1 and r["evals"][0]["metrics"] == {"modes": 7.0}
     rec.upsert_eval(r, dict(entry, nfe=2))
     assert len(r["evals"]) == 2
-    assert rec.find_eval(r, ("raw", 2, 1.0, 5, 0))["nfe"] == 2
+    assert rec.find_eval(r, ("raw", 2, 1.0, 5, 0, "test"))["nfe"] == 2
+    rec.upsert_eval(r, dict(entry, nfe=2, split="validation"))      # the same point on another split
+    assert len(r["evals"]) == 3 and rec.find_eval(r, ("raw", 2, 1.0, 5, 0, "validation"))["split"] == "validation"
 
 
 def test_record_module_does_not_import_torch():

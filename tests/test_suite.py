@@ -9,7 +9,7 @@ from bench import suite as bs
 from bench import suite_manifest as sm
 from bench.config import ConfigError
 
-SIZES = {"quick": 2, "toy": 36, "digits": 24, "claims": 210}
+SIZES = {"quick": 2, "toy": 45, "digits_cond": 84, "digits_uncond": 60, "claims": 105}
 
 
 def test_presets_expand_to_the_documented_grids():
@@ -138,3 +138,51 @@ jobs:
     assert (results / "encoders" / "digits_tiny-digits-s0.pt").exists()
     assert [j["label"] for j in json.loads(sm.manifest_path(results, "enc").read_text())["jobs"]] == ["drifting"]
     assert rec.read(results / "records" / "drifting-digits-mlp-s0.json")["train"]["status"] == "finished"
+
+
+def _pair_suite(tmp_path: Path, flow_extra: str, more: str = "") -> Path:
+    path = tmp_path / "pair.yaml"
+    path.write_text(f"""description: drifting against flow
+overrides: [data=ring8, seed=0, "results_dir={tmp_path / 'results'}", train.steps=4, "eval.num_samples=64"]
+{more}
+jobs:
+  - {{label: drifting, overrides: [method=drifting]}}
+  - {{label: flow, overrides: [method=flow, "eval.nfe=[1]", {flow_extra}]}}
+""")
+    return path
+
+
+@pytest.mark.parametrize("extra,key", [("eval.num_samples=128", "eval.num_samples"),
+                                       ("train.batch_size=512", "images seen"),
+                                       ("method.conditional=true", "method.conditional")])
+def test_a_comparison_that_is_not_like_for_like_is_refused_naming_the_key(tmp_path, capsys, extra, key):
+    path = _pair_suite(tmp_path, extra)
+    assert bs.main([str(path), "--list"]) == 2
+    err = capsys.readouterr().err
+    assert "not like for like" in err and key in err and "drifting" in err and "flow" in err and "\n" not in err.strip()
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_declared_difference_is_accepted_and_kept_in_the_manifest(tmp_path):
+    path = _pair_suite(tmp_path, "eval.num_samples=128",
+                       'differences: {n_samples: "flow gets more samples, for this test"}')
+    spec = bs.load_suite(path)
+    prepared, _ = bs.prepare_jobs(bs.expand_jobs(spec, []))
+    bs.check_comparisons(prepared, spec)
+    manifest = bs.build_manifest("pair", spec, prepared, [], None)
+    assert manifest["differences"] == {"n_samples": "flow gets more samples, for this test"}
+    from bench.report.sections import declared_differences
+    assert declared_differences(manifest) == ["Declared difference between the compared jobs, n_samples: "
+                                              "flow gets more samples, for this test"]
+    bad = _pair_suite(tmp_path, "eval.num_samples=128", 'differences: {budget: "x"}')
+    with pytest.raises(ConfigError, match="unknown key"):
+        bs.check_comparisons(bs.prepare_jobs(bs.expand_jobs(bs.load_suite(bad), []))[0], bs.load_suite(bad))
+
+
+def test_choose_weights_adds_a_validation_twin_of_every_job(tmp_path):
+    path = _pair_suite(tmp_path, "eval.num_samples=64", "choose_weights: validation")
+    jobs = bs.expand_jobs(bs.load_suite(path), [])
+    assert len(jobs) == 4 and sum("eval.split=validation" in j.overrides for j in jobs) == 2
+    prepared, _ = bs.prepare_jobs(jobs)
+    assert len({s.run_id for _, s in prepared}) == 2                       # the twins share their runs
+    assert sorted(bs.manifest_job(j, s)["split"] for j, s in prepared) == ["test", "test", "validation", "validation"]

@@ -5,6 +5,9 @@
   against all 1,797 images, as CIFAR-10 FID compares against its training set.
 - ``stacked_digits``: three digits drawn independently and stacked as channels, ``[3, 8, 8]``; the label
   is d1 * 100 + d2 * 10 + d3, one of 1,000 modes (the Stacked-MNIST protocol of VEEGAN/PacGAN at 8x8).
+
+Validation split (tuning, the choice of EMA): the held-out 20% (for stacked digits, triples of held-out
+digits). Training never sees it; digits' reference (all 1,797 images, the report's) does include it.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import torch
 from torch import Tensor
 
 from bench.data.tensor_source import ClassifierData, TensorSource, as_float
+from bench.data.toy import FLOOR_DRAWS, floor_seed
 from methods.base import DataSpec
 
 SPLIT_SEED = 0          # the train/test split is part of the dataset's identity
@@ -64,7 +68,7 @@ def build_digits(cfg: DigitsConfig) -> TensorSource:
     if cfg.name == "digits":
         spec = DataSpec(name="digits", shape=(1, 8, 8), num_classes=10, kind="images", value_range=(-1.0, 1.0))
         return TensorSource(spec, (x_tr, y_tr), reference_fn=lambda n: all_digits(),
-                            classifier=digits_classifier("grey"))
+                            classifier=digits_classifier("grey"), validation_fn=lambda n: (x_te, y_te))
     if cfg.n_train < 1:
         raise ValueError(f"data.n_train must be >= 1, got {cfg.n_train}")
     spec = DataSpec(name="stacked_digits", shape=(3, 8, 8), num_classes=1000, kind="images",
@@ -72,5 +76,6 @@ def build_digits(cfg: DigitsConfig) -> TensorSource:
     x_all, y_all = all_digits()
     return TensorSource(spec, stack_digits(x_tr, y_tr, cfg.n_train, cfg.seed),
                         reference_fn=lambda n: stack_digits(x_all, y_all, n, cfg.seed + 1),
-                        floor_fn=lambda n: stack_digits(x_all, y_all, n, cfg.seed + 2),
-                        classifier=digits_classifier("stacked"))
+                        floor_fn=lambda n, draw: stack_digits(x_all, y_all, n, floor_seed(cfg.seed, draw)),
+                        classifier=digits_classifier("stacked"), floor_draws=FLOOR_DRAWS,
+                        validation_fn=lambda n: stack_digits(x_te, y_te, n, cfg.seed + 3))

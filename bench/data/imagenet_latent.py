@@ -126,7 +126,7 @@ class LatentSource(LoaderSource):
             return split_reference(ref_root, *ref, n, offset, cfg.num_workers)
 
         super().__init__(spec, len(labels), lambda seed: LatentDataset(folder, labels, seed), cfg.num_workers,
-                         cfg.prefetch, reference_fn=reference, floor_fn=lambda n: reference(n, n),
+                         cfg.prefetch, reference_fn=reference, floor_fn=lambda n, draw: reference(n, n),
                          to_model=half_to_float, collate=collated)
         self.manifest, self.vae, self.decode_batch = manifest, vae, cfg.decode_batch
 

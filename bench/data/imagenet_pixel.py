@@ -107,7 +107,7 @@ def build_imagenet_pixel(cfg: ImageNetPixelConfig) -> LoaderSource:
     source = LoaderSource(spec, len(folder), lambda seed: CropDataset(folder, cfg.resolution, seed, cfg.augment),
                           cfg.num_workers, cfg.prefetch,
                           reference_fn=lambda n: split_reference(*ref, n, 0, cfg.num_workers),
-                          floor_fn=lambda n: split_reference(*ref, n, n, cfg.num_workers))
+                          floor_fn=lambda n, draw: split_reference(*ref, n, n, cfg.num_workers))
     source.identity = {"files_sha256": folder.digest(), "count": len(folder), "split": cfg.split,
                        "resolution": cfg.resolution, "augment": cfg.augment}     # named in run records
     return source

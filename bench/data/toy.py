@@ -103,6 +103,15 @@ TOYS: dict[str, Callable[[], tuple[Callable, Modes | None]]] = {
 NUM_CLASSES = {"ring8": 8, "grid25": 25, "bimodal": 2, "checkerboard": 8, "swissroll": 1, "moons": 2, "overlap": 2}
 
 
+FLOOR_DRAWS = 5         # independent data-versus-data floor samples: an interval for each floor
+
+
+def floor_seed(seed: int, draw: int) -> int:
+    """Draw 0 is the floor sample of earlier records (seed + 2); later draws stay clear of the reference
+    (seed + 1) and validation (seed + 3) seeds."""
+    return seed + 2 + 1000 * draw
+
+
 @dataclass
 class ToyConfig:
     name: str = "ring8"
@@ -127,4 +136,5 @@ def build_toy(cfg: ToyConfig) -> TensorSource:
     sample, modes = _scaled(*TOYS[cfg.name](), cfg.scale)
     spec = DataSpec(name=cfg.name, shape=(2,), num_classes=NUM_CLASSES[cfg.name], kind="points")
     return TensorSource(spec, sample(cfg.n_train, cfg.seed), reference_fn=lambda n: sample(n, cfg.seed + 1),
-                        floor_fn=lambda n: sample(n, cfg.seed + 2), modes=modes)
+                        floor_fn=lambda n, draw: sample(n, floor_seed(cfg.seed, draw)), modes=modes,
+                        validation_fn=lambda n: sample(n, cfg.seed + 3), floor_draws=FLOOR_DRAWS)

@@ -112,4 +112,5 @@ def build_vision(cfg: VisionConfig) -> TensorSource:
                                 mode="grey" if cfg.name == "mnist" else "rgb",
                                 epochs=2 if cfg.name == "mnist" else 10, min_steps=60)
     return TensorSource(spec, (x_tr, y_tr), reference_fn=lambda n: (x_tr, y_tr),
-                        floor_fn=lambda n: (x_te, y_te), classifier=classifier)
+                        floor_fn=lambda n, draw: (x_te, y_te), classifier=classifier,
+                        validation_fn=lambda n: (x_te, y_te))

@@ -27,6 +27,7 @@ from bench import artifacts
 from bench import record as rec
 from bench.evaluation import adm, memorisation, sweep
 from bench.evaluation.labels import eval_labels
+from bench.data.tensor_source import on_split
 from bench.evaluation.shard import broadcast, gather_objects, gather_rows, shard
 from bench.metrics import Evaluation
 from bench.sampling import generate
@@ -60,13 +61,13 @@ def done(spec, record: dict | None, point: Point, step: int | None) -> bool:
     if record is None:
         return False
     w, nfe, g, n = point
-    ev = rec.find_eval(record, (w, nfe, g, n, spec.eval.seed), step)
+    ev = rec.find_eval(record, (w, nfe, g, n, spec.eval.seed, spec.eval.split), step)
     return ev is not None and set(spec.metrics) <= set(ev["metrics"])
 
 
 def value(spec, record: dict | None, point: Point, step: int | None, metric: str) -> float | None:
     w, nfe, g, n = point
-    ev = rec.find_eval(record, (w, nfe, g, n, spec.eval.seed), step) if record else None
+    ev = rec.find_eval(record, (w, nfe, g, n, spec.eval.seed, spec.eval.split), step) if record else None
     return None if ev is None else ev["metrics"].get(metric)
 
 
@@ -133,8 +134,9 @@ def record_sweep(ctx: EvalContext, w: str, nfe: int, stages: list[list[Point]]) 
     final = stages[-1]
     values = {p[2]: value(spec, ctx.record, p, ctx.step, metric) for p in final}
     coarse = {p[2]: value(spec, ctx.record, p, ctx.step, metric) for p in stages[0]} if len(stages) == 2 else None
-    others = {p[2]: rec.find_eval(ctx.record, (*p, ev.seed), ctx.step)["metrics"] for p in final}
-    key = {"weights": w, "nfe": nfe, "checkpoint_step": ctx.step, "n_samples": ev.num_samples, "seed": ev.seed}
+    others = {p[2]: rec.find_eval(ctx.record, (*p, ev.seed, ev.split), ctx.step)["metrics"] for p in final}
+    key = {"weights": w, "nfe": nfe, "checkpoint_step": ctx.step, "n_samples": ev.num_samples, "seed": ev.seed,
+           "split": ev.split}
     entry = sweep.sweep_entry(key, metric, ev.search, scales, values, coarse,
                               ev.search_samples if coarse is not None else None, others)
     sweep.upsert_sweep(ctx.record, entry)
@@ -153,7 +155,7 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
     if env.is_main:
         print(f"{spec.run_id}: sampling {n} with {w}, NFE {nfe}, guidance {g}"
               + (f" at step {ctx.step}" if ctx.step is not None else "") + f" on {env.world} process(es)")
-    evaluation = Evaluation(spec.metrics, spec.data, ev.num_samples, ev.metric_options(env.device))
+    evaluation = Evaluation(spec.metrics, on_split(spec.data, ev.split), ev.num_samples, ev.metric_options(env.device))
     value_range = spec.data.spec.value_range
     writer = None
     if ev.adm_samples:
@@ -185,7 +187,7 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
         return
     timing = {**gen.timing, **cost(ranks, wall), "metrics_seconds": result.seconds}
     entry = {"weights": w, "nfe": nfe, "nfe_measured": sum(r["rows"] for r in ranks) / n, "guidance": g,
-             "n_samples": n, "seed": ev.seed, "checkpoint_step": ctx.step, "metrics": result.values,
+             "n_samples": n, "seed": ev.seed, "split": ev.split, "checkpoint_step": ctx.step, "metrics": result.values,
              "metric_sources": result.sources, "timing": timing,
              "labels": ev.labels if labels is not None else None}
     entry.update({k: v for k, v in (("adm_samples", adm_info), ("memorisation", mem)) if v is not None})
@@ -193,7 +195,7 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
         entry["search_stage"] = "coarse"          # eval.search_samples: ranks scales, not reported
     rec.upsert_eval(ctx.record, entry)
     rec.write_atomic(ctx.rec_path, ctx.record)
-    if full and ctx.step is None:
+    if full and ctx.step is None and ev.split == "test":   # validation points choose; the report draws test samples
         np.save(ctx.run_dir / artifacts.samples_name(w, nfe, g), gen.samples.numpy())
         artifacts.save_reference(ctx.run_dir, lambda: spec.data.reference(ev.num_samples)[0].numpy(),
                                  spec.data.spec.kind)

@@ -77,5 +77,6 @@ def sweep_entry(key: dict, metric: str, search: str, scales: list[float], values
 
 def upsert_sweep(record: dict, entry: dict) -> None:
     ident = ("weights", "nfe", "checkpoint_step", "n_samples", "seed", "metric")
-    same = lambda s: all(s.get(k) == entry.get(k) for k in ident)     # noqa: E731
+    same = lambda s: (all(s.get(k) == entry.get(k) for k in ident)                     # noqa: E731
+                      and s.get("split", "test") == entry.get("split", "test"))
     record["sweeps"] = [s for s in record.get("sweeps", []) if not same(s)] + [entry]

@@ -31,6 +31,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 
 from bench.metrics.fidelity import FidelityExtractor, to_uint8_rgb
 from bench.metrics.registry import MetricOptions
+from methods.harness.atomic import write_file_atomic
 
 FIDELITY_NAME = "driftbench-domain"
 
@@ -124,21 +125,35 @@ def classifier_file(data, cache_root: Path, device: str = "cpu") -> Path:
     recipe = Recipe(epochs=max(c.epochs, math.ceil(c.min_steps / math.ceil(len(x_tr) / Recipe.batch_size))))
     stem_pool = min(x_tr.shape[2:]) > 16
     arch = "SmallCNN+stem_pool" if stem_pool else "SmallCNN"
-    h = hashlib.sha256(json.dumps({"v": 1, "recipe": asdict(recipe), "arch": arch, "classes": c.num_classes})
-                       .encode())
-    for t in (x_tr, y_tr, x_te, y_te):
-        h.update(t.contiguous().numpy().tobytes())
-    path = cache_root / "domain" / f"{c.key}-{h.hexdigest()[:16]}.pt"
+    path = cache_root / "domain" / f"{c.key}-{weights_key(recipe, arch, c.num_classes, device, (x_tr, y_tr, x_te, y_te))}.pt"
     if not path.exists():
         net, acc = train_classifier(x_tr, y_tr, x_te, y_te, c.num_classes, recipe, device, stem_pool)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"state_dict": net.state_dict(), "in_channels": x_tr.shape[1], "num_classes": c.num_classes,
-                    "width": recipe.width, "test_accuracy": acc, "n_train": len(x_tr), "n_test": len(x_te),
-                    "trained_on": c.description, "recipe": asdict(recipe),     # optional keys: older files stay valid
-                    **({"mode": "rgb"} if c.mode == "rgb" else {}), **({"stem_pool": True} if stem_pool else {})}, tmp)
-        tmp.replace(path)
+        _save_atomic(path, {"state_dict": net.state_dict(), "in_channels": x_tr.shape[1], "num_classes": c.num_classes,
+                            "width": recipe.width, "test_accuracy": acc, "n_train": len(x_tr), "n_test": len(x_te),
+                            "trained_on": c.description, "recipe": asdict(recipe),  # optional keys: older files stay valid
+                            "trained_with": trained_with(device),
+                            **({"mode": "rgb"} if c.mode == "rgb" else {}), **({"stem_pool": True} if stem_pool else {})})
     return path if c.mode != "stacked" else _with_mode(path, "stacked")
+
+
+def trained_with(device: str) -> dict:
+    """What changes the trained weights besides data and recipe: the device kind (CPU and CUDA kernels
+    differ) and the torch version (kernels and initialisation change between releases)."""
+    return {"device": torch.device(device).type, "torch": torch.__version__.split("+")[0]}
+
+
+def weights_key(recipe: Recipe, arch: str, num_classes: int, device: str, tensors) -> str:
+    """The cache key of a trained classifier: everything its weights depend on."""
+    h = hashlib.sha256(json.dumps({"v": 2, "recipe": asdict(recipe), "arch": arch, "classes": num_classes,
+                                   **trained_with(device)}, sort_keys=True).encode())
+    for t in tensors:
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _save_atomic(path: Path, entry: dict) -> None:
+    """Concurrent jobs may train the same classifier: each writes its own temporary file, then renames."""
+    write_file_atomic(path, lambda f: torch.save(entry, f))
 
 
 def _with_mode(path: Path, mode: str) -> Path:
@@ -147,9 +162,7 @@ def _with_mode(path: Path, mode: str) -> Path:
     if not out.exists():
         entry = torch.load(path, weights_only=True)
         entry["mode"] = mode
-        tmp = out.with_suffix(".tmp")
-        torch.save(entry, tmp)
-        tmp.replace(out)
+        _save_atomic(out, entry)
     return out
 
 

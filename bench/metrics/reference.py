@@ -112,7 +112,7 @@ def reference_features(ext: Extractor, data, n_ref: int, options: MetricOptions,
     return RefFeatures(layers, ref.y, stats, ref.description, key, len(ref))
 
 
-def floor_features(ext: Extractor, data, n: int, options: MetricOptions) -> Tensor:
-    """Features of an independent second data sample (the data-versus-data floor; not cached)."""
-    x, _ = data.floor(n)
+def floor_features(ext: Extractor, data, n: int, options: MetricOptions, draw: int = 0) -> Tensor:
+    """Features of independent data sample ``draw`` (the data-versus-data floor; not cached)."""
+    x, _ = data.floor(n, draw)
     return _extract(ext, x, options.feature_batch_size)["features"]

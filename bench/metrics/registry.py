@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -77,7 +78,6 @@ class Features:
     ref: Tensor | None                   # of the reference (None when only its statistics are needed)
     gen_labels: Tensor | None = None
     ref_labels: Tensor | None = None
-    floor: Tensor | None = None          # of an independent second data sample (data-versus-data floor)
     gen_layers: dict[str, Tensor] = field(default_factory=dict)
     ref_layers: dict[str, Tensor] = field(default_factory=dict)
     ref_stats: dict | None = None
@@ -151,6 +151,35 @@ def _finite(v) -> float | None:
     return float(v) if v is not None and math.isfinite(float(v)) else None
 
 
+FLOOR, SPREAD = "_floor", "_floor_spread"
+_FLOORS: dict[tuple, dict[str, list[float]]] = {}     # per process: floors do not depend on the samples
+
+
+def floor_draws(fam: MetricFamily, feats: Features, ext: Extractor, data, n_ref: int, options: MetricOptions,
+                wanted: set[str]) -> dict[str, list[float]]:
+    """``name -> [value per draw]``: each wanted ``name_floor`` computed as ``name`` of an independent data
+    sample against the reference, over every floor draw the data has (PROTOCOLS.md: the floor beside the
+    distance; several draws give it an interval). Memoised by extractor, weights and reference content."""
+    from bench.metrics.reference import floor_features, tensor_sha256
+
+    names = [n[: -len(FLOOR)] for n in fam.names if n.endswith(FLOOR) and n in wanted]
+    if not names:
+        return {}
+    key = (ext.name, ext.weights_hash, fam.names, tuple(names), n_ref, type(data).__name__,
+           tensor_sha256(feats.ref) if feats.ref is not None else None, data.spec.name)
+    if key not in _FLOORS:
+        out: dict[str, list[float]] = {n: [] for n in names}
+        for draw in range(data.floor_draws):
+            other = floor_features(ext, data, n_ref, options, draw)
+            values = fam.compute(Features(gen=other, ref=feats.ref, ref_labels=feats.ref_labels,
+                                          ref_layers=feats.ref_layers, ref_stats=feats.ref_stats,
+                                          wanted=frozenset(names)), data, options)
+            for n in names:
+                out[n].append(float(values[n]))
+        _FLOORS[key] = out
+    return _FLOORS[key]
+
+
 class Evaluation:
     """Streams generated samples through every extractor the requested metrics need."""
 
@@ -193,7 +222,7 @@ class Evaluation:
         self.n = 0 if n is None else int(n.sum())
 
     def finish(self) -> MetricResult:
-        from bench.metrics.reference import floor_features, reference_features
+        from bench.metrics.reference import reference_features
 
         if self.n == 0:
             raise ValueError("no samples were added to the evaluation")
@@ -210,23 +239,29 @@ class Evaluation:
             feats = Features(gen=gen["features"], ref=ref.layers.get("features"), gen_labels=gen_labels,
                              ref_labels=ref.labels, gen_layers=gen, ref_layers=ref.layers, ref_stats=ref.stats,
                              wanted=frozenset(self.names))
-            if any(f.needs_floor for f in fams):
-                feats.floor = floor_features(ext, self.data, self.n_ref, self.options)
             base = {"extractor": ext.name, "weights_hash": ext.weights_hash, **ext.info,
                     "reference": ref.description, "reference_key": ref.key,
                     "n_samples": self.n, "n_reference": ref.n}
             for fam in fams:
+                wanted = {n for n in self.names if n in fam.names}
                 try:
-                    values = dict(fam.compute(feats, self.data, self.options))
+                    values = dict(fam.compute(replace(feats, wanted=frozenset(n for n in wanted if not n.endswith(FLOOR))),
+                                              self.data, self.options))
+                    draws = floor_draws(fam, feats, ext, self.data, self.n_ref, self.options, wanted) if fam.needs_floor else {}
                     note = None
                 except NotApplicable as e:
-                    values, note = {}, str(e)
+                    values, draws, note = {}, {}, str(e)
                 details = values.pop("details", {})
+                for n, vals in draws.items():
+                    values[n + FLOOR] = sum(vals) / len(vals)
+                    if len(vals) > 1:
+                        result.values[n + SPREAD] = _finite(statistics.stdev(vals))
                 for n in fam.names:
                     if n not in self.names:
                         continue
                     result.values[n] = _finite(values.get(n))
-                    result.sources[n] = {**base, **details, **({"not_applicable": note} if note else {})}
+                    extra = {"floor_draws": draws[n[: -len(FLOOR)]]} if n.endswith(FLOOR) and draws else {}
+                    result.sources[n] = {**base, **details, **extra, **({"not_applicable": note} if note else {})}
             self.seconds[name] += time.perf_counter() - t
         result.seconds = {k: round(v, 4) for k, v in self.seconds.items()}
         return result

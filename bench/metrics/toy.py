@@ -7,8 +7,9 @@ that are the nearest mode of at least one high-quality sample, ``hq_frac`` is th
 
 Distances (``bench.metrics.distances``): ``fd_raw`` (exact Frechet distance of the Gaussians fitted to the
 2-D coordinates), ``w2`` (exact optimal transport), ``mmd`` (multi-bandwidth RBF), ``energy``, ``swd``;
-each ``<name>_floor`` is the same distance between two independent data samples of the same size, the
-data-versus-data floor that PROTOCOLS.md asks to report beside it. ``precision_raw`` ... ``coverage_raw``:
+each ``<name>_floor`` is the same distance between independent data samples of the same size, the
+data-versus-data floor that PROTOCOLS.md asks to report beside it (the mean over the data's floor draws,
+with ``<name>_floor_spread`` their standard deviation). ``precision_raw`` ... ``coverage_raw``:
 ``bench.metrics.prdc`` on the coordinates.
 """
 from __future__ import annotations
@@ -53,25 +54,17 @@ def energy_distance(x: Tensor, y: Tensor) -> float:
 
 
 def _both(f: Features, name: str, fn) -> dict:
-    """``name`` for the generated samples and ``name_floor`` for the floor sample, where wanted."""
-    out = {}
-    if name in f.wanted:
-        out[name] = fn(f.gen)
-    if f"{name}_floor" in f.wanted:
-        out[f"{name}_floor"] = fn(f.floor)
-    return out
+    """``name`` of the generated samples, where wanted (the registry computes ``name_floor`` as ``name`` of
+    independent data samples, ``bench.metrics.registry.floor_draws``)."""
+    return {name: fn(f.gen)} if name in f.wanted else {}
 
 
 def _kernel_distances(f: Features, data, opts) -> dict:
-    """energy and mmd share one blocked pass over the pairwise distances (and the ref-ref sums)."""
+    """energy and mmd share one blocked pass over the pairwise distances."""
     if "kernel" not in f.memo:
         bw = D.rbf_bandwidths(f.ref)
-        yy, out = None, {}
-        for which, x in (("", f.gen), ("_floor", f.floor)):
-            if {f"energy{which}", f"mmd{which}"} & f.wanted:
-                e, m, yy = D.energy_and_mmd(x, f.ref, bw, yy=yy)
-                out[f"energy{which}"], out[f"mmd{which}"] = e, m
-        f.memo["kernel"] = (out, bw)
+        e, m, _ = D.energy_and_mmd(f.gen, f.ref, bw)
+        f.memo["kernel"] = ({"energy": e, "mmd": m}, bw)
     out, bw = f.memo["kernel"]
     return out, bw
 

@@ -1,8 +1,9 @@
 """Read run records, suite manifests and run artefacts into pandas, without torch.
 
 ``load(results_dir)`` gives a ``Results``: one row per (suite job, evaluation point) in ``evals`` (runs
-outside any suite form the pseudo-suite ``OTHER``, labelled by method and tag), every readable record by
-run id, every manifest, and a list of what could not be read (corrupted records and manifests by path).
+outside any suite form the pseudo-suite ``OTHER``, labelled by method and tag), the points of jobs on the
+validation split apart in ``validation``, every readable record by run id, every manifest, and a list of
+what could not be read (corrupted records and manifests by path).
 """
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ from bench.suite_manifest import choice
 
 OTHER = "other-runs"            # page of the records that no suite manifest names
 METRIC_PREFIX = "metric:"
+WEIGHTS_PREFIX = "weights:"     # the extractor weights hash behind a metric value
+
+
+def metric_value(v) -> float:
+    """A recorded metric as a float: missing (None) is NaN; non-finite values stay non-finite."""
+    if v is None:
+        return float("nan")
+    if isinstance(v, dict):                 # an encoded non-finite value, e.g. {"nonfinite": "inf"}
+        v = next(iter(v.values()), None)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 @dataclass
@@ -30,6 +44,8 @@ class Results:
     records: dict[str, dict]
     manifests: list[dict]
     problems: list[str] = field(default_factory=list)
+    validation: pd.DataFrame = field(default_factory=pd.DataFrame)   # points on the validation split (suites
+                                                                     # with choose_weights), for the EMA choice
 
     @property
     def metric_columns(self) -> list[str]:
@@ -55,10 +71,13 @@ def _eval_rows(record: dict) -> list[dict]:
         if ev.get("checkpoint_step") is not None or ev.get("search_stage"):   # drawn over training / guidance only
             continue
         row = {**base, "weights": ev["weights"], "nfe": int(ev["nfe"]), "nfe_measured": ev["nfe_measured"],
-               "guidance": float(ev["guidance"]), "n_samples": ev["n_samples"], "eval_seed": ev.get("seed")}
+               "guidance": float(ev["guidance"]), "n_samples": ev["n_samples"], "eval_seed": ev.get("seed"),
+               "split": ev.get("split", "test")}
         row.update({k: ev["timing"].get(k) for k in timing_keys})
         row["load_note"] = load_note(ev["timing"], record["env"])
-        row.update({METRIC_PREFIX + k: (np.nan if v is None else float(v)) for k, v in ev["metrics"].items()})
+        row.update({METRIC_PREFIX + k: metric_value(v) for k, v in ev["metrics"].items()})
+        row.update({WEIGHTS_PREFIX + k: src.get("weights_hash") for k, src in (ev.get("metric_sources") or {}).items()
+                    if isinstance(src, dict) and src.get("weights_hash")})
         rows.append(row)
     return rows
 
@@ -69,25 +88,27 @@ def load(results_dir: Path) -> Results:
     manifests, m_problems = sm.read_manifests(results_dir)
     by_id = {r["run_id"]: r for r in records}
     rows_by_id = {rid: _eval_rows(r) for rid, r in by_id.items()}
-    rows, claimed = [], set()
+    rows, validation, claimed = [], [], set()
     for m in manifests:
         for job in m["jobs"]:
             claimed.add(job["run_id"])
             points = {(w, int(n), float(g)) for w, n, g in job["points"]}
+            split = job.get("split", "test")
             for row in rows_by_id.get(job["run_id"], []):
                 key = (row["weights"], row["nfe"], row["guidance"])
-                if key in points and row["n_samples"] == job["n_samples"] and row["eval_seed"] == job["eval_seed"]:
-                    rows.append({**row, "suite": m["suite"], "label": job["label"], "group": job["group"]})
+                if key in points and row["n_samples"] == job["n_samples"] and row["eval_seed"] == job["eval_seed"] \
+                        and row["split"] == split:
+                    (rows if split == "test" else validation).append(
+                        {**row, "suite": m["suite"], "label": job["label"], "group": job["group"]})
     for rid, run_rows in rows_by_id.items():
         if rid not in claimed:
             label = choice(by_id[rid]["config"], "method") or "?"
             tag = by_id[rid]["config"].get("tag")
             rows += [{**r, "suite": OTHER, "label": f"{label} ({tag})" if tag else label, "group": ""}
-                     for r in run_rows]
-    evals = pd.DataFrame(rows)
-    if evals.empty:
-        evals = pd.DataFrame(columns=["suite", "label", "group", "run_id", "data", "nfe"])
-    return Results(results_dir, evals, by_id, manifests, problems + m_problems)
+                     for r in run_rows if r["split"] == "test"]       # validation points serve tuning only
+    empty = ["suite", "label", "group", "run_id", "data", "nfe", "weights"]
+    evals, valid = (pd.DataFrame(r) if r else pd.DataFrame(columns=empty) for r in (rows, validation))
+    return Results(results_dir, evals, by_id, manifests, problems + m_problems, valid)
 
 
 def train_log(run_dir: Path) -> pd.DataFrame | None:

@@ -46,12 +46,17 @@ METRICS: dict[str, MetricInfo] = {
 PRIMARY_ORDER = ("fid", "fd_dinov2", "fd_domain", "energy", "w2", "swd", "mmd", "fd_raw", "kid", "reverse_kl",
                  "kl", "modes", "precision", "recall", "coverage")
 FLOOR_SUFFIX = "_floor"
+SPREAD_SUFFIX = "_floor_spread"      # standard deviation of the floor over independent data draws
 # A metric computed in another feature space keeps its meaning: precision_domain is precision in the
 # domain classifier's features (bench/metrics), kid_raw KID on the coordinates.
 SPACE_SUFFIXES = {"_domain": "domain", "_raw": "raw", "_dinov2": "DINOv2", "_inception": "Inception"}
 
 
 def info(name: str) -> MetricInfo:
+    if name.endswith(SPREAD_SUFFIX):
+        base = name[: -len(SPREAD_SUFFIX)]
+        return MetricInfo(None, f"{METRICS[base].label if base in METRICS else base} floor spread",
+                          f"standard deviation of the {base} floor over independent data draws")
     if name.endswith(FLOOR_SUFFIX):
         base = name[: -len(FLOOR_SUFFIX)]
         return MetricInfo(None, f"{METRICS[base].label if base in METRICS else base} floor",
@@ -71,7 +76,8 @@ def direction(name: str) -> str | None:
 
 
 def is_floor(name: str) -> bool:
-    return name.endswith(FLOOR_SUFFIX)
+    """Floors and their spreads: reference values, never ranked or shown as columns."""
+    return name.endswith(FLOOR_SUFFIX) or name.endswith(SPREAD_SUFFIX)
 
 
 def ordered(names) -> list[str]:

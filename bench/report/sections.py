@@ -5,6 +5,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from bench import suite_manifest as sm
@@ -16,7 +17,7 @@ from bench.report import figures_runs as fr
 from bench.report import load as ld
 from bench.report import metric_info as mi
 from bench.report import published as pub
-from bench.report import stats, tables
+from bench.report import stats, tables, tuning
 from bench.report.load import METRIC_PREFIX, OTHER, Results
 
 REFERENCE_LABEL = "drifting"
@@ -87,26 +88,70 @@ def _paper(evals: pd.DataFrame, results: Results, published: list[pub.PublishedT
     return out
 
 
+def floor_values(summary: pd.DataFrame, metrics: list[str]) -> dict[str, tuple[float, float]]:
+    """metric -> (its data floor, the floor's spread over independent draws; NaN with one draw)."""
+    out = {}
+    for m in metrics:
+        if m + mi.FLOOR_SUFFIX in summary:
+            spread = summary[m + mi.SPREAD_SUFFIX].mean() if m + mi.SPREAD_SUFFIX in summary else float("nan")
+            out[m] = (float(summary[m + mi.FLOOR_SUFFIX].mean()), float(spread))
+    return out
+
+
+def verdict_note(summary: pd.DataFrame, metric: str, floor: tuple[float, float] | None) -> str | None:
+    """One line: each label's best on the leading metric, and the winner only where intervals separate."""
+    w = stats.winner(summary, metric, floor[1] if floor else float("nan"))
+    if w is None:
+        return None
+    label = mi.info(metric).label
+    parts = [f"{b['label']} {b['bad']} of {b['n']} seeds collapsed at every point" if b["collapsed"] else
+             f"{b['label']} {fg.fmt(b['mean'])}" + (f" ± {fg.fmt(b['half'])}" if np.isfinite(b["half"]) else
+                                                    " (one seed)") + f" at NFE {b['nfe']}" for b in w["best"]]
+    head = f"Best {label} of each method (mean ± 95% interval over seeds, at its best NFE): " + "; ".join(parts) + ". "
+    if w["winner"]:
+        return head + f"Winner: {w['winner']} (its interval separates from every other)."
+    if w["tie"]:
+        return head + f"No winner: {', '.join(w['tie'])} tie ({w['reason']})."
+    return head + f"No winner: {w['reason']}."
+
+
+def diverged_runs(manifest: dict | None, results: Results, group: str, data: str) -> dict[str, list[tuple[str, str]]]:
+    """label -> (seed, run id) of this section's jobs whose training diverged (they have no evaluation)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for job in (manifest or {}).get("jobs", []):
+        r = results.records.get(job["run_id"])
+        if job["group"] == group and job["data"] == data and r and r["train"].get("status") == "diverged":
+            out.setdefault(job["label"], []).append((str(job["seed"]), job["run_id"]))
+    return out
+
+
 def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
-                  published: list[pub.PublishedTable], colors: dict) -> Section:
+                  published: list[pub.PublishedTable], colors: dict,
+                  failed: dict[str, list[tuple[str, str]]] | None = None) -> Section:
     sec = Section(sid, title)
     metrics = _metrics(evals)
-    summary = stats.summarize(evals, metrics)
+    summary = stats.summarize(evals, metrics, failed)
     data = str(evals["data"].iloc[0])
+    floor_of = floor_values(summary, metrics)
     if not metrics:
         sec.notes.append("These runs recorded no metric values (the data's default metric set may be empty "
                          "until the metric stack covers it), so only timings and training cost are shown.")
     paper = _paper(evals, results, published)
     sec.summary = tables.summary_table(summary, metrics, f"{title}: every evaluation point, mean ± half-width of "
                                        f"the 95% interval over seeds; ↓ lower is better, ↑ higher is better, (?) direction unknown; "
-                                       "best value per column in bold.", paper or None)
-    floors = [m for m in mi.ordered(metrics) if mi.is_floor(m)]
-    if floors:
-        sec.floors = ("Data-versus-data floors (two independent data samples of the evaluation size, "
-                         "PROTOCOLS.md; the value a perfect generator would reach): " + ", ".join(
-                             f"{mi.info(m[:-len(mi.FLOOR_SUFFIX)]).label} {fg.fmt(summary[m].mean())}"
-                             for m in floors) + ".")
+                                       "in bold the best value of a column, only where its interval separates from "
+                                       "every other row's; a seed without a finite value counts as collapsed, never "
+                                       "dropped.", paper or None, floor_of)
+    if floor_of:
+        sec.floors = ("Data-versus-data floors (independent data samples of the evaluation size against the "
+                      "reference, PROTOCOLS.md; the value a perfect generator would reach), mean ± standard "
+                      "deviation over the draws; a value within twice that spread of its floor is marked ≈ floor: "
+                      + ", ".join(f"{mi.info(m).label} {fg.fmt(f)}" + (f" ± {fg.fmt(s)}" if np.isfinite(s) else "")
+                                  for m, (f, s) in floor_of.items()) + ".")
     primary = mi.primary(metrics)
+    note = verdict_note(summary, primary, floor_of.get(primary)) if primary else None
+    if note:
+        sec.notes.append(note)
     if primary and REFERENCE_LABEL in set(evals["label"]):
         rows = stats.one_step_comparison(summary, primary, REFERENCE_LABEL)
         if rows and len(rows) > 1:
@@ -123,6 +168,9 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
     if primary and mi.direction(primary) is None:
         sec.notes.append(f"The leading metric '{primary}' has no known direction: no Pareto front.")
     fe.add_to_section(sec, summary, evals, results, colors, title)
+    tuned = tuning.trials_figure(results.results_dir, data, colors) if _is_points(results, evals) else None
+    if tuned is not None:
+        sec.figures.append(tuned)
     runs = evals.drop_duplicates("run_id")[["run_id", "label", "seed"]].to_dict("records")
     curves, no_log = fr.training_curves(runs, results, colors, title)
     if curves:
@@ -174,13 +222,40 @@ def suite_page(name: str, manifest: dict | None, results: Results, published: li
     for group, data in order:
         title = f"{group}: {data}" if group else str(data)
         part = evals[(evals["group"] == group) & (evals["data"] == data)]
+        valid = results.validation
+        valid = valid[(valid["suite"] == name) & (valid["group"] == group) & (valid["data"] == data)] \
+            if not valid.empty else valid
+        part, choice_note = apply_weights_choice(part, valid)
         if part.empty:
             sec = Section(slug(title), title)
             sec.notes.append("No evaluation of these jobs has been recorded yet.")
         else:
-            sec = build_section(slug(title), title, part, results, published, colors)
+            sec = build_section(slug(title), title, part, results, published, colors,
+                                diverged_runs(manifest, results, group, data))
+        sec.notes[:0] = declared_differences(manifest) + ([choice_note] if choice_note else [])
         page.sections.append(sec)
     return page
+
+
+def apply_weights_choice(part: pd.DataFrame, valid: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Keep, per label, the test points of the weights that did best on the validation split."""
+    metric = mi.primary([c[len(METRIC_PREFIX):] for c in valid.columns if c.startswith(METRIC_PREFIX)]) \
+        if not valid.empty else None
+    scores = stats.chosen_weights(valid, metric) if metric else {}
+    if not scores:
+        return part, None
+    keep = part["label"].map(lambda lab: next(iter(scores[lab]), None) if lab in scores else None)
+    part = part[keep.isna() | (part["weights"] == keep)]
+    shown = "; ".join(f"{lab}: {next(iter(s))} (" + ", ".join(f"{w} {fg.fmt(v)}" for w, v in s.items()) + ")"
+                      for lab, s in scores.items())
+    return part, (f"Weights chosen on the validation split (every kept EMA evaluated; "
+                  f"{mi.info(metric).label} there, mean over points and seeds): {shown}. The tables show the chosen ones.")
+
+
+def declared_differences(manifest: dict | None) -> list[str]:
+    """The differences between compared jobs that the suite declares (printed above its tables)."""
+    diffs = (manifest or {}).get("differences") or {}
+    return [f"Declared difference between the compared jobs, {key}: {why}" for key, why in diffs.items()]
 
 
 def all_suite_pages(results: Results, published) -> list[SuitePage]:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from bench.report import metric_info as mi
 from bench.report.figures import fmt
+from bench.report.stats import separated
 
 
 @dataclass
@@ -36,18 +37,35 @@ def run_href(run_id: str) -> str:
     return f"runs.html#run-{run_id}"
 
 
-def _mean_cell(mean: float, half: float, n: int) -> Cell:
+def metric_cell(r, m: str, floor: tuple[float, float] | None = None) -> Cell:
+    """Mean and 95% interval over all seeds; "k of n seeds collapsed" (with the median over all n, the
+    collapsed ones counted as the worst value) where a seed has no finite value; "≈ floor" where the mean
+    lies within twice the data floor's spread of the floor."""
+    mean, half, n, bad, median = r[m], r[m + " ±"], int(r[m + " n"]), int(r[m + " bad"]), r[m + " median"]
+    if r[m + " mixed"]:
+        return Cell("not averaged", f"the seeds used {int(r[m + ' mixed'])} different extractor weights: "
+                                    f"their values are not comparable")
+    if bad:
+        shown = fmt(median) if np.isfinite(median) else "collapsed"
+        return Cell(f"{bad} of {n} seeds collapsed; median {shown}",
+                    f"{bad} seed(s) without a finite value (e.g. no high-quality sample) or with diverged training; "
+                    f"no mean: the median counts them at the worst value")
     if not np.isfinite(mean):
-        return Cell("n/a", "no finite value in any seed")
+        return Cell("n/a", "no value in any seed")
+    near = floor is not None and np.isfinite(floor[1]) and abs(mean - floor[0]) <= 2 * floor[1]
+    mark = " ≈ floor" if near else ""
+    note = f"; within twice the spread of the data floor {fmt(floor[0])} ± {fmt(floor[1])}" if near else ""
     if np.isfinite(half):
         shown = "0" if half <= 1e-9 * abs(mean) else fmt(half)        # equal seeds: rounding noise only
-        return Cell(f"{fmt(mean)} ± {shown}", f"95% interval [{fmt(mean - half)}, {fmt(mean + half)}] over {n} seeds")
-    return Cell(fmt(mean), f"{n} seed(s): no interval")
+        return Cell(f"{fmt(mean)} ± {shown}{mark}",
+                    f"95% interval [{fmt(mean - half)}, {fmt(mean + half)}] over {n} seeds, median {fmt(median)}{note}")
+    return Cell(fmt(mean) + mark, f"{n} seed(s): no interval{note}")
 
 
 def summary_table(summary: pd.DataFrame, metrics: list[str], caption: str,
-                  paper: dict[str, list[str]] | None = None) -> Table:
-    """One row per (label, weights, NFE, guidance); ``paper``: label -> published numbers of that setting."""
+                  paper: dict[str, list[str]] | None = None, floors: dict[str, tuple[float, float]] | None = None) -> Table:
+    """One row per (label, weights, NFE, guidance); ``paper``: label -> published numbers of that setting;
+    ``floors``: metric -> (data floor, its spread over independent draws)."""
     s = summary
     show_w = s["weights"].nunique() > 1
     show_g = (s["guidance"] != 1.0).any()
@@ -80,7 +98,7 @@ def summary_table(summary: pd.DataFrame, metrics: list[str], caption: str,
             nfe += f" ({fmt(r['nfe_measured'])} measured)"
         row += [Cell(nfe), Cell(str(r["n_seeds"])), Cell(f"{int(r['params']):,}" if np.isfinite(r["params"]) else "n/a")]
         for m in mets:
-            c = _mean_cell(r[m], r[m + " ±"], r[m + " n"])
+            c = metric_cell(r, m, (floors or {}).get(m))
             c.best = best[m] == i
             row.append(c)
         busy = r.get("load_note") or ""
@@ -102,10 +120,16 @@ def _training_cell(r, show_gpu: bool) -> Cell:
 
 
 def _best_index(s: pd.DataFrame, m: str) -> int | None:
+    """The best row, only where its 95% interval separates from every other row's (else no mark: a tie)."""
     vals = s[m].reset_index(drop=True)
     if mi.direction(m) is None or not vals.notna().any() or len(vals) < 2:
         return None
-    return int(vals.idxmin() if mi.direction(m) == mi.LOWER else vals.idxmax())
+    i = int(vals.idxmin() if mi.direction(m) == mi.LOWER else vals.idxmax())
+    half = s[m + " ±"].reset_index(drop=True)
+    others = [j for j in range(len(vals)) if j != i and np.isfinite(vals[j])]
+    if all(separated((vals[i], half[i]), (vals[j], half[j])) for j in others):
+        return i
+    return None
 
 
 def glance_table(rows: list[dict], metric: str, reference: str) -> Table:
