@@ -49,10 +49,12 @@ def parse_samples_name(name: str) -> tuple[str, int, float] | None:
     return (m["weights"], int(m["nfe"]), float(m["guidance"])) if m else None
 
 
-def save_reference(run_dir: Path, reference: Callable[[], np.ndarray], kind: str) -> Path:
-    """Keep the first rows of the reference set (``reference()`` is only called when the file is
-    missing) beside the samples, for data of ``kind`` ``points`` or ``images``."""
+def save_reference(run_dir: Path, reference: Callable[[int], np.ndarray], kind: str) -> Path:
+    """Keep the first rows of the reference set beside the samples, for data of ``kind`` ``points`` or
+    ``images``: ``reference(rows)`` is asked for only the rows kept (an ImageNet reference of 50,000 crops is
+    never loaded for a 64-image grid), and only when the file is missing."""
     path = Path(run_dir) / REFERENCE
     if not path.exists():
-        np.save(path, np.asarray(reference()[:REFERENCE_ROWS.get(kind, 64)], dtype=np.float32))
+        rows = REFERENCE_ROWS.get(kind, 64)
+        np.save(path, np.asarray(reference(rows)[:rows], dtype=np.float32))
     return path

@@ -20,8 +20,6 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.data import dataset_entry
-from bench.data.tensor_source import SPLITS
 from bench.errors import ConfigError
 from methods.harness.train_config import TrainConfig
 
@@ -219,6 +217,7 @@ def prepare_train(plain: dict, top: TopConfig) -> RunSpec:
     import torch
 
     from bench.data import dataset_entry
+    from bench.data.tensor_source import SPLITS
     from bench.metrics import check_metrics, default_metrics, metric_names
     from methods.backbones import build_backbone
     from methods.base import NFEError

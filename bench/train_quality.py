@@ -8,8 +8,8 @@ The release evaluates FID during training (``train.eval_per_step``, its README's
   model), the first ``eval.guidance`` and the largest NFE of the run's grid up to ``MAX_NFE``;
 - metrics: on 2-D toys modes captured, high-quality fraction and energy distance; on labelled images the
   Frechet distance in the domain classifier's features (``fd_domain``) and classes covered (stacked digits:
-  digit triples); elsewhere Inception FID where it can run (a few hundred samples: biased upward, only
-  comparable with itself);
+  digit triples); elsewhere Inception FID where the run measures it (a few hundred samples: biased upward,
+  only comparable with itself); the watch only follows metrics the run's evaluation measures;
 - a collapse warning when modes, classes or triples covered fall below ``train.collapse_below`` of what a
   perfect sampler of as many samples covers (K (1 - (1 - 1/K)^n) of K equally likely modes): printed,
   written in the row and kept in the run record (``train_quality``).
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bench.artifacts import EVAL_LOG
-from bench.metrics import Evaluation, default_metrics
+from bench.metrics import Evaluation
 from bench.sampling import generate
 
 WATCHED = ("modes", "hq_frac", "energy", "fd_domain", "classes_covered", "stacked_modes")
@@ -56,12 +56,13 @@ class QualityWatch:
 
     @classmethod
     def of(cls, spec, run_dir: Path) -> "QualityWatch | None":
-        """The watch of a run, or None when ``train.eval_every`` is 0 or no watched metric fits the data."""
+        """The watch of a run, or None when ``train.eval_every`` is 0 or the run's evaluation measures no
+        watched metric (the watch never asks for a metric the run does not already measure)."""
         if not spec.train.eval_every:
             return None
-        defaults = default_metrics(spec.data, spec.eval.metric_options())
-        names = [m for m in WATCHED if m in defaults]
-        if "fd_domain" not in names and FALLBACK in defaults:
+        measured = spec.metrics                  # what the run's evaluation measures (checked, available)
+        names = [m for m in WATCHED if m in measured]
+        if "fd_domain" not in names and FALLBACK in measured:
             names.append(FALLBACK)
         return cls(spec, run_dir, names) if names else None
 
@@ -104,7 +105,8 @@ class QualityWatch:
         evaluation = Evaluation(self.names, spec.data, self.n, spec.eval.metric_options(trainer.env.device))
         try:
             generate(spec.method, net, self.n, spec.eval.seed, self.nfe, self.guidance, spec.eval.batch_size,
-                     labels=labels, latency_repeats=0, on_batch=evaluation.add, keep=0)
+                     labels=labels, latency_repeats=0, on_batch=evaluation.add, keep=0,
+                     decode=getattr(spec.data, "decode", None))        # latents: metrics see decoded images
         finally:
             net.train(was_training)
         result = evaluation.finish()

@@ -160,7 +160,7 @@ def test_help_is_short_and_lists_the_real_choices():
                           capture_output=True, text=True, timeout=120)
     out = proc.stdout
     assert proc.returncode == 0 and proc.stderr == "" and len(out.splitlines()) <= 30
-    assert "method    diffusion, drifting, flow, meanflow  [default drifting]" in out
+    assert "method    diffusion, drifting, edm, flow, meanflow  [default drifting]" in out
     assert "launcher  local, slurm, submitit_local" in out and "results_dir" in out and "README.md" in out
     assert "hydra/" not in out and "method_data" not in out
 

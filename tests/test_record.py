@@ -86,3 +86,17 @@ def test_bookkeeping_keys_are_not_part_of_the_training_identity():
     a = {"train": {"lr": 1e-3, "progress": True, "log_every": 5}, "seed": 0}
     b = {"train": {"lr": 1e-3, "progress": False, "log_every": 50}, "seed": 0}
     assert rec.config_diff(rec.training_identity(a), rec.training_identity(b)) == []
+
+
+def test_the_reference_backdrop_asks_only_for_the_rows_it_keeps(tmp_path):
+    import numpy as np
+
+    from bench import artifacts
+    asked = []
+
+    def reference(rows):
+        asked.append(rows)
+        return np.zeros((rows, 3, 4, 4))
+    path = artifacts.save_reference(tmp_path, reference, "images")
+    artifacts.save_reference(tmp_path, reference, "images")          # already there: not asked again
+    assert asked == [artifacts.REFERENCE_ROWS["images"]] and np.load(path).shape == (64, 3, 4, 4)

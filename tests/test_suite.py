@@ -9,7 +9,7 @@ from bench import suite as bs
 from bench import suite_manifest as sm
 from bench.config import ConfigError
 
-SIZES = {"quick": 2, "toy": 45, "digits_cond": 84, "digits_uncond": 60, "claims": 105}
+SIZES = {"quick": 2, "toy": 45, "digits_cond": 84, "digits_uncond": 60, "claims": 210}
 
 
 def test_presets_expand_to_the_documented_grids():

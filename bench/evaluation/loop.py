@@ -197,7 +197,7 @@ def evaluate_point(ctx: EvalContext, point: Point) -> None:
     rec.write_atomic(ctx.rec_path, ctx.record)
     if full and ctx.step is None and ev.split == "test":   # validation points choose; the report draws test samples
         np.save(ctx.run_dir / artifacts.samples_name(w, nfe, g), gen.samples.numpy())
-        artifacts.save_reference(ctx.run_dir, lambda: spec.data.reference(ev.num_samples)[0].numpy(),
+        artifacts.save_reference(ctx.run_dir, lambda k: spec.data.reference(min(k, ev.num_samples))[0].numpy(),
                                  spec.data.spec.kind)
     shown = ", ".join(f"{k}={v:.4g}" if v is not None else f"{k}=n/a" for k, v in result.values.items())
     print(f"  NFE measured {entry['nfe_measured']:g}; {shown}")

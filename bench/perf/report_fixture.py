@@ -94,7 +94,7 @@ def _artifacts(run_dir: Path, record: dict, data: str) -> None:
         np.save(run_dir / artifacts.samples_name(ev["weights"], ev["nfe"], ev["guidance"]), x.astype(np.float32))
     kind = "images" if data == "digits" else "points"
     ref = DIGITS[:64] if data == "digits" else _ring(rng, 2500, 0.01)
-    artifacts.save_reference(run_dir, lambda: ref, kind)
+    artifacts.save_reference(run_dir, lambda k: ref, kind)
 
 
 def make_results(root: Path, *, missing_jobs: bool = True, corrupt: bool = True) -> Path:
