@@ -30,6 +30,7 @@ from bench.data.vae_encoded import VAEEncodedSource
 from methods.base import StepRandom
 from methods.drifting.encoder import ResNetConfig
 from methods.drifting.mae import MAEPretraining, MAEResNet, mae_losses, save_encoder
+from methods.harness.atomic import write_file_atomic
 from methods.harness.dist import barrier, env_rank_world, init_distributed, select_device
 from methods.harness.trainer import TrainConfig, Trainer
 
@@ -137,7 +138,8 @@ def execute(spec: PretrainSpec) -> Path:
     env = init_distributed(spec.top.device)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        stored.write_text(json.dumps(spec.config, indent=1))
+        text = json.dumps(spec.config, indent=1)          # atomic: the other ranks may be reading the old one
+        write_file_atomic(stored, lambda f: f.write(text), mode="w")
     torch.manual_seed(spec.top.seed)
     shape = spec.data.spec
     model = MAEResNet(shape.shape[0], shape.num_classes, spec.encoder.arch())

@@ -24,6 +24,7 @@ from bench.tasks import train_guard as guard
 from bench.train_quality import QualityWatch
 from methods.backbones import build_backbone
 from methods.base import count_parameters
+from methods.harness.atomic import write_file_atomic
 from methods.harness.checkpoint import LAST
 from methods.harness.dist import DistEnv, barrier, init_distributed
 from methods.harness.trainer import ResumeError, Trainer, TrainingDiverged
@@ -79,7 +80,8 @@ def execute(spec: RunSpec) -> Path:
     env = init_distributed(spec.top.device)
     if env.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(rec.json.dumps(spec.config, indent=1))
+        text = rec.json.dumps(spec.config, indent=1)      # atomic: the other ranks may be reading the old one
+        write_file_atomic(run_dir / "config.json", lambda f: f.write(text), mode="w")
     torch.manual_seed(spec.top.seed)   # initialisation
     backbone = build_backbone(spec.model, spec.method.backbone_io(spec.data.spec))
     net = spec.method.build(backbone, spec.data.spec)

@@ -7,6 +7,8 @@ steps, before every checkpoint and at the end) brings everything back in one tra
 processes the guard is all-reduced at the log reads (the same steps on every rank) so that every rank
 learns of a bad step at the same read; before a checkpoint (whose timing may differ between ranks) each
 process checks its own guard: the weights are the same on every rank, so rank 0's guard suffices.
+The logged loss and diagnostics are means over the processes too (conditional drifting's per-rank loss
+covers only that rank's classes); host floats a method returns stay per process.
 """
 from __future__ import annotations
 
@@ -60,7 +62,13 @@ class DeviceWindow:
     def read(self) -> tuple[dict[str, float], float, tuple[int, str] | None]:
         """Means since the last read, this window's images per second and the guard; then start anew."""
         keys = list(self.sums)
-        values = torch.stack([self.sums[k] for k in keys]).tolist() if keys else []
+        values = []
+        if keys:
+            stacked = torch.stack([self.sums[k] for k in keys])
+            if self.world > 1:          # the mean over processes: each rank's loss is its share (its classes)
+                dist.all_reduce(stacked)
+                stacked /= self.world
+            values = stacked.tolist()
         bad = self.bad_step()
         seconds = time.perf_counter() - self.t0
         rate = self.images / seconds if seconds > 0 else 0.0
