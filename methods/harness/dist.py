@@ -9,6 +9,7 @@ under a bare ``srun`` from ``SLURM_PROCID``/``SLURM_NTASKS``. NCCL on GPUs, gloo
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -89,7 +90,16 @@ def init_distributed(requested_device: str = "auto") -> DistEnv:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+        atexit.register(_leave)
     return DistEnv(rank, world, local_rank, device)
+
+
+def _leave() -> None:
+    """At exit, destroy the process group while the interpreter is whole: left to the interpreter's
+    teardown, gloo's worker threads can abort a rank after all its work is done ("terminate called
+    without an active exception", exit -6)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier(env: DistEnv) -> None:
