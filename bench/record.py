@@ -168,9 +168,7 @@ def eval_key(ev: dict) -> tuple:
 
 
 def find_eval(rec: dict, key: tuple, step: int | None = None) -> dict | None:
-    """The entry of point ``key`` = (weights, nfe, guidance, n_samples, seed[, split]) at checkpoint ``step``
-    (no split: the test split)."""
-    key = key if len(key) == 6 else (*key, "test")
+    """The entry of point ``key`` = (weights, nfe, guidance, n_samples, seed, split) at checkpoint ``step``."""
     return next((ev for ev in rec["evals"] if eval_key(ev) == (*key, step)), None)
 
 
