@@ -166,7 +166,7 @@ def write_preset(preset_dir: Path, method: str, data: str, best: dict, study: di
     tree: dict = {}
     for key, value in sorted(best["params"].items()):
         node = tree
-        *parents, leaf = key.split(".")
+        *parents, leaf = key.lstrip("+").split(".")      # "++key": a value a conditional branch fixes
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = yaml.safe_load(str(value)) if isinstance(value, str) else value

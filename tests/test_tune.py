@@ -70,32 +70,23 @@ def test_bad_input_fails_in_one_line(tmp_path):
     assert not (tmp_path / "results" / "tune" / "flow_ring8" / "study.db").exists()
 
 
-class _Trial:
-    """The part of optuna's Trial the conditional search space uses."""
-
-    def __init__(self, **params):
-        self.params = dict(params)
-
-    def suggest_float(self, name, low, high, log=False):
-        self.params[name] = low
-        return low
-
-    def suggest_categorical(self, name, choices):
-        self.params[name] = choices[0]
-        return choices[0]
-
-
 def test_drifting_space_is_conditional_on_the_loss_and_valid_for_its_method(tmp_path):
-    """Every sampled combination composes into a config the drifting method accepts, on grid25 too
-    (whose preset sets the production loss's affinity floor to 0)."""
+    """Both branches sampled in one real Optuna study (which refuses a parameter whose choices change
+    between trials), and every sampled combination composes into a config the drifting method accepts,
+    on grid25 too (whose preset sets the production loss's affinity floor to 0)."""
     from bench.config import compose_config
     from bench.tasks import prepare
     from bench.tune_space import drifting
+    from bench.tune_study import optuna
 
-    for loss in ("alg2", "production"):
-        t = _Trial(**{"method.loss": loss})
+    study = optuna().create_study()
+    for loss in ("production", "alg2", "production", "alg2"):
+        study.enqueue_trial({"method.loss": loss})
+        t = study.ask()
+        t.suggest_categorical("method.loss", ["alg2", "production"])
         drifting(None, t)
         assert ("method.temperature" in t.params) == (loss == "alg2")
         assert ("method.temperatures" in t.params) == (loss == "production")
         prepare(compose_config(["method=drifting", "data=grid25", f"results_dir={tmp_path}",
                                 *(f"{k}={v}" for k, v in t.params.items())]))
+        study.tell(t, 0.0)
