@@ -173,9 +173,10 @@ def write_preset(preset_dir: Path, method: str, data: str, best: dict, study: di
     tree.setdefault("eval", {})["weights"] = [best["weights"]]
     o = study["objective"]
     head = (f"# @package _global_\n# bench.tune's winner for method={method} data={data} (applied by tuning=tuned):\n"
-            f"# trial {best['number']} of {study['budget']['counted']}, objective {best['value']:.4g} on the validation "
-            f"split\n# ({o['reduce']}; NFE {o['nfe']}; weights {', '.join(o['weights'])}). "
-            f"The study: results/tune/{study['study']}/study.json\n")
+            f"# Optuna trial #{best['number']}, the best of {study['budget']['counted']} counted trials (trial numbers "
+            f"also count interrupted and repeated ones),\n# objective {best['value']:.4g} on the validation split "
+            f"({o['reduce']}; NFE {o['nfe']}; weights {', '.join(o['weights'])}).\n"
+            f"# The study: results/tune/{study['study']}/study.json\n")
     path = Path(preset_dir) / f"{method}_{data}_tuned.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(head + yaml.safe_dump(tree, sort_keys=True))

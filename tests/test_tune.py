@@ -90,3 +90,15 @@ def test_drifting_space_is_conditional_on_the_loss_and_valid_for_its_method(tmp_
         prepare(compose_config(["method=drifting", "data=grid25", f"results_dir={tmp_path}",
                                 *(f"{k}={v}" for k, v in t.params.items())]))
         study.tell(t, 0.0)
+
+
+def test_the_preset_names_the_keys_a_branch_fixed_by_their_config_path(tmp_path):
+    """A conditional branch's fixed value (``++method.affinity_clamp``) lands under method.affinity_clamp."""
+    best = {"number": 7, "value": -2.0, "weights": "ema_0.99",
+            "params": {"method.loss": "alg2", "++method.affinity_clamp": 1e-6, "train.lr": 0.002}}
+    study = {"study": "drifting_grid25", "budget": {"trials": 16, "counted": 16},
+             "objective": {"reduce": "mean", "nfe": [1], "weights": ["raw"]}}
+    path = ts.write_preset(tmp_path, "drifting", "grid25", best, study)
+    preset = yaml.safe_load(path.read_text())
+    assert preset["method"] == {"loss": "alg2", "affinity_clamp": 1e-6} and preset["train"] == {"lr": 0.002}
+    assert "Optuna trial #7, the best of 16 counted trials" in path.read_text()
