@@ -177,3 +177,24 @@ def test_index_shows_the_cost_to_reproduce_and_suites_plot_quality_against_train
     assert "broken.json: not a perf result" in index
     alts = " ".join(i["alt"] for i in Page(out / "suite-fixture.html").imgs)
     assert "against training wall-clock hours (CPU)" in alts
+
+
+def test_tuning_trials_are_drawn_from_records_alone(tmp_path):
+    """Measured results keep records, not samples (results/runs/): the trials figure must not need them."""
+    import json
+    import shutil
+
+    from bench.report.__main__ import main
+
+    results = make_results(tmp_path, missing_jobs=False, corrupt=False)
+    shutil.rmtree(results / "runs")
+    study = tmp_path / "results" / "tune" / "flow_ring8"
+    study.mkdir(parents=True)
+    (study / "study.json").write_text(json.dumps({
+        "method": "flow", "data": "ring8", "objective": {"metric": "energy"}, "budget": {"trials": 2},
+        "trials": [{"number": 0, "state": "COMPLETE", "value": -2.0}, {"number": 1, "state": "COMPLETE", "value": -1.5}],
+        "best": {"value": -2.0}}))
+    assert main(["--results", str(results), "--out", str(tmp_path / "out")]) == 0
+    page = (tmp_path / "out" / "suite-fixture.html").read_text()
+    assert "Dot plot of the objective (log10 energy) on the validation split of every tuning trial on ring8" in page
+    assert "tuning trial on digits" not in page

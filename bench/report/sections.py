@@ -168,7 +168,7 @@ def build_section(sid: str, title: str, evals: pd.DataFrame, results: Results,
     if primary and mi.direction(primary) is None:
         sec.notes.append(f"The leading metric '{primary}' has no known direction: no Pareto front.")
     fe.add_to_section(sec, summary, evals, results, colors, title)
-    tuned = tuning.trials_figure(results.results_dir, data, colors) if _is_points(results, evals) else None
+    tuned = tuning.trials_figure(results.results_dir, data, colors)     # records alone suffice: no samples needed
     if tuned is not None:
         sec.figures.append(tuned)
     runs = evals.drop_duplicates("run_id")[["run_id", "label", "seed"]].to_dict("records")
