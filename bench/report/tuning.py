@@ -2,8 +2,9 @@
 
 Reads ``<results>/tune/<method>_<data>/study.json`` (``bench.tune_study``; no optuna, no torch), falling
 back to the checkout's ``results/tune`` for a results folder inside the checkout's ``results/`` that has
-none (measured suites keep their records in ``results/measured/...``). One figure per data set: a dot per finished trial on the validation split, the
-chosen trial ringed, the number of failed (diverged) trials beside each method.
+none (measured suites keep their records in ``results/measured/...``). One figure per data set: a dot per
+counted trial (not a repeat, not beyond the budget) on the validation split, the chosen trial ringed, the
+number of failed (diverged) trials beside each method.
 """
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ def trials_figure(results_dir: Path, data: str, colors: dict) -> fg.Figure | Non
     ax = axes[0, 0]
     notes, names = [], []
     for i, s in enumerate(found):
-        done = [t for t in s["trials"] if t["state"] == "COMPLETE" and t.get("value") is not None]
-        failed = sum(t["state"] == "FAIL" and not t.get("interrupted") for t in s["trials"])
+        counted = [t for t in s["trials"] if not (t.get("beyond_budget") or t.get("repeat") or t.get("interrupted"))]
+        done = [t for t in counted if t["state"] == "COMPLETE" and t.get("value") is not None]
+        failed = sum(t["state"] == "FAIL" for t in counted)
         vals = np.array([t["value"] for t in done], dtype=float)
         jitter = np.linspace(-0.18, 0.18, len(vals)) if len(vals) > 1 else np.zeros(len(vals))
         color = colors.get(s["method"], "0.3")
