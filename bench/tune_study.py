@@ -143,6 +143,8 @@ def export(storage: str, name: str, directory: Path, tune: dict, info: dict, pre
     counted = [r for r in rows if r["number"] in numbers]
     for r in counted[tune["trials"]:]:                   # a larger earlier study: the same budget for every method
         r["beyond_budget"] = True
+    for r in rows:                                       # what the budget counts, for readers without optuna
+        r["counted"] = r["number"] in numbers and not r.get("beyond_budget")
     done = [r for r in counted[:tune["trials"]] if r["state"] == "COMPLETE" and r.get("weights")]
     if not done:
         raise ConfigError(f"study '{name}' has no finished trial yet")

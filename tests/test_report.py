@@ -192,7 +192,8 @@ def test_tuning_trials_are_drawn_from_records_alone(tmp_path):
     study.mkdir(parents=True)
     (study / "study.json").write_text(json.dumps({
         "method": "flow", "data": "ring8", "objective": {"metric": "energy"}, "budget": {"trials": 2},
-        "trials": [{"number": 0, "state": "COMPLETE", "value": -2.0}, {"number": 1, "state": "COMPLETE", "value": -1.5}],
+        "trials": [{"number": 0, "state": "COMPLETE", "value": -2.0, "counted": True},
+                   {"number": 1, "state": "COMPLETE", "value": -1.5, "counted": True}],
         "best": {"value": -2.0}}))
     assert main(["--results", str(results), "--out", str(tmp_path / "out")]) == 0
     page = (tmp_path / "out" / "suite-fixture.html").read_text()

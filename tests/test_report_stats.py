@@ -206,10 +206,11 @@ def test_tuning_trials_figure_reads_the_studies(tmp_path):
     for m, vals in (("flow", [0.01, 0.02, 0.005]), ("edm", [0.03, 0.004])):
         d = tmp_path / "tune" / f"{m}_ring8"
         d.mkdir(parents=True)
-        trials = [{"number": i, "state": "COMPLETE", "value": v} for i, v in enumerate(vals)]
-        trials += [{"number": 7, "state": "FAIL", "value": None}, {"number": 8, "state": "FAIL", "interrupted": True},
-                   {"number": 9, "state": "COMPLETE", "value": 0.5, "repeat": True},            # not counted:
-                   {"number": 10, "state": "COMPLETE", "value": 0.6, "beyond_budget": True}]   # same budget for all
+        trials = [{"number": i, "state": "COMPLETE", "value": v, "counted": True} for i, v in enumerate(vals)]
+        trials += [{"number": 7, "state": "FAIL", "value": None, "counted": True},
+                   {"number": 8, "state": "FAIL", "interrupted": True, "counted": False},
+                   {"number": 9, "state": "COMPLETE", "value": 0.5, "repeat": True, "counted": False},
+                   {"number": 10, "state": "COMPLETE", "value": 0.6, "beyond_budget": True, "counted": False}]
         (d / "study.json").write_text(json.dumps({"method": m, "data": "ring8", "objective": {"metric": "energy"},
                                                   "budget": {"trials": 16}, "trials": trials,
                                                   "best": {"value": min(vals)}}))

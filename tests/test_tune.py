@@ -39,6 +39,7 @@ def test_a_study_runs_resumes_and_writes_its_preset(tmp_path):
     s = json.loads((directory / "study.json").read_text())
     assert s["budget"] == {"trials": 2, "counted": 2} and s["objective"]["split"] == "validation"
     assert [t["interrupted"] for t in s["trials"]] == [False, True, False]
+    assert [t["counted"] for t in s["trials"]] == [True, False, True]
     done = [t for t in s["trials"] if t["state"] == "COMPLETE"]
     assert len({json.dumps(t["params"], sort_keys=True) for t in done}) == 2 and not any(t["repeat"] for t in done)
     for t in done:                                 # every kept weights evaluated at every tuning NFE
@@ -57,7 +58,7 @@ def test_a_study_runs_resumes_and_writes_its_preset(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     s = json.loads((directory / "study.json").read_text())
     assert s["budget"]["counted"] == 1 and s["best"]["number"] == 0
-    assert s["trials"][-1].get("beyond_budget")
+    assert s["trials"][-1].get("beyond_budget") and not s["trials"][-1]["counted"]
 
 
 def test_bad_input_fails_in_one_line(tmp_path):

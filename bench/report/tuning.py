@@ -45,7 +45,7 @@ def trials_figure(results_dir: Path, data: str, colors: dict) -> fg.Figure | Non
     ax = axes[0, 0]
     notes, names = [], []
     for i, s in enumerate(found):
-        counted = [t for t in s["trials"] if not (t.get("beyond_budget") or t.get("repeat") or t.get("interrupted"))]
+        counted = [t for t in s["trials"] if t.get("counted")]        # bench.tune_study.export marks them
         done = [t for t in counted if t["state"] == "COMPLETE" and t.get("value") is not None]
         failed = sum(t["state"] == "FAIL" for t in counted)
         vals = np.array([t["value"] for t in done], dtype=float)
