@@ -55,7 +55,7 @@ def test_fid_against_a_reference_batch_the_test_writes(tmp_path):
     ref = tmp_path / "ref.npz"
     np.savez(ref, arr_0=ref_images.permute(0, 2, 3, 1).numpy(), mu=ref_feats.mean(0), sigma=np.cov(ref_feats, rowvar=False))
     run_bench("method=flow", "data=digits", "model=dit_tiny", "eval=imagenet", "train.steps=2", "train.batch_size=16",
-              "train.progress=false", "eval.guidance_grid=null", "eval.nfe=[2]", "eval.num_samples=12",
+              "train.progress=false", "eval.guidance_grid=null", "eval.nfe=[2]", "eval.num_samples=12", "train.eval_every=0",
               "eval.batch_size=12", "eval.latency_repeats=0", f"eval.reference={ref}", f"eval.inception_weights={weights}",
               f"eval.cache_dir={tmp_path / 'cache'}", "device=cpu", results=tmp_path / "results")
     ev = json.loads((tmp_path / "results" / "records" / f"{RUN}.json").read_text())["evals"][0]

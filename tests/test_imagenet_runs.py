@@ -79,8 +79,8 @@ def test_latent_path_caches_trains_decodes_and_scores_against_an_adm_batch(root,
     uint8 = ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     np.savez(tmp_path / "adm.npz", arr_0=uint8, mu=stats["mu"], sigma=stats["sigma"])
 
-    train = ["model=dit_tiny", "train.steps=3", "train.batch_size=8", "train.progress=false", "eval.num_samples=3",
-             "eval.batch_size=3", "eval.latency_repeats=0"]
+    train = ["model=dit_tiny", "train.steps=3", "train.batch_size=8", "train.progress=false", "train.eval_every=0",
+             "eval.num_samples=3", "eval.batch_size=3", "eval.latency_repeats=0"]
     fid = ["eval.metrics=[fid]", f"eval.inception_weights={inception}", f"eval.reference={tmp_path / 'adm.npz'}"]
     no_metrics = ["eval.metrics=[]"]
     for method in (["method=drifting", "method.noise_dim=null", *fid], ["method=flow", "eval.nfe=[2]", *no_metrics]):
